@@ -1,0 +1,161 @@
+"Norm layers and dropout against torch.nn (outputs, gradients, running statistics), plus the conv block."
+from functools import partial
+import pytest, torch
+from torch import nn
+import torch.nn.functional as F
+from torch.testing import assert_close
+from slowlearn.layers import BatchNorm, LayerNorm, RMSNorm, Dropout, conv
+from slowlearn.init import GeneralReLU
+
+close = partial(assert_close, rtol=1e-5, atol=1e-5)
+
+def gen(seed=0): return torch.Generator().manual_seed(seed)
+
+def randomize_affine(ours, ref, seed=0):
+    "Give both modules the same random weight (and bias), so gradients through them are not trivial."
+    g = gen(seed)
+    with torch.no_grad():
+        for name in ('weight', 'bias'):
+            if getattr(ref, name, None) is None: continue
+            v = torch.randn(getattr(ref, name).shape, generator=g)
+            getattr(ours, name).copy_(v); getattr(ref, name).copy_(v)
+
+def compare_fwd_bwd(ours, ref, x, seed=1):
+    "Same output, same input gradient and same parameter gradients for a random upstream gradient."
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = ours(xa), ref(xb)
+    close(ya, yb)
+    up = torch.randn(ya.shape, generator=gen(seed))
+    (ya*up).sum().backward(); (yb*up).sum().backward()
+    close(xa.grad, xb.grad)
+    for name, p in ref.named_parameters(): close(getattr(ours, name).grad, p.grad, msg=name)
+    ours.zero_grad(); ref.zero_grad()
+
+def batch(shape, seed, scale=3., shift=2.): return torch.randn(shape, generator=gen(seed))*scale + shift
+
+BN_CASES = [((32, 7), nn.BatchNorm1d), ((16, 5, 9), nn.BatchNorm1d), ((8, 6, 5, 7), nn.BatchNorm2d)]
+
+@pytest.mark.parametrize('shape,ref_cls', BN_CASES)
+@pytest.mark.parametrize('momentum', [0.1, 0.3, 0., 1.])
+def test_batchnorm_matches_torch_in_train_then_eval(shape, ref_cls, momentum):
+    ours, ref = BatchNorm(shape[1], momentum=momentum), ref_cls(shape[1], momentum=momentum)
+    randomize_affine(ours, ref)
+    for step in range(5): compare_fwd_bwd(ours, ref, batch(shape, step, shift=step), seed=step)
+    close(ours.running_mean, ref.running_mean); close(ours.running_var, ref.running_var)
+    ours.eval(); ref.eval()
+    compare_fwd_bwd(ours, ref, batch(shape, 10))
+    compare_fwd_bwd(ours, ref, batch((1,) + shape[1:], 11))     # a single sample is fine in eval
+
+def test_batchnorm_running_stats_match_formula():
+    bn = BatchNorm(3, momentum=0.2)
+    xs = [batch((10, 3), s) for s in range(3)]
+    rm, rv = torch.zeros(3), torch.ones(3)
+    for x in xs:
+        bn(x)
+        rm = 0.8*rm + 0.2*x.mean(0)
+        rv = 0.8*rv + 0.2*x.var(0, correction=1)          # unbiased variance for the running estimate
+    close(bn.running_mean, rm); close(bn.running_var, rv)
+
+def test_batchnorm_train_output_is_standardised_per_channel():
+    y = BatchNorm(4)(batch((8, 4, 6, 6), 0))
+    close(y.mean((0, 2, 3)), torch.zeros(4)); close(y.var((0, 2, 3), correction=0), torch.ones(4), rtol=1e-4, atol=1e-4)
+
+def test_batchnorm_running_stats_are_buffers_without_grad():
+    bn = BatchNorm(3)
+    bn(batch((4, 3), 0, scale=1.).requires_grad_()).sum().backward()
+    assert {n for n, _ in bn.named_buffers()} == {'running_mean', 'running_var'}
+    assert not bn.running_mean.requires_grad and bn.running_mean.grad_fn is None
+    assert {n for n, _ in bn.named_parameters()} == {'weight', 'bias'}
+
+@pytest.mark.parametrize('kw,match', [(dict(num_features=0), 'num_features'), (dict(num_features=2.5), 'num_features'),
+                                      (dict(num_features=3, eps=0), 'eps'), (dict(num_features=3, momentum=1.5), 'momentum'),
+                                      (dict(num_features=3, momentum=-0.1), 'momentum')])
+def test_batchnorm_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match): BatchNorm(**kw)
+
+def test_batchnorm_bad_inputs():
+    with pytest.raises(ValueError, match='shape'): BatchNorm(3)(torch.randn(4, 5))
+    with pytest.raises(ValueError, match='shape'): BatchNorm(3)(torch.randn(3))
+    with pytest.raises(ValueError, match='more than 1 value'): BatchNorm(3)(torch.randn(1, 3))
+
+@pytest.mark.parametrize('shape,ns', [((16, 10), 10), ((4, 6, 10), (10,)), ((4, 3, 5, 6), (5, 6)), ((2, 3, 4, 5), (3, 4, 5))])
+@pytest.mark.parametrize('train', [True, False])
+def test_layernorm_matches_torch(shape, ns, train):
+    ours, ref = LayerNorm(ns), nn.LayerNorm(ns)
+    randomize_affine(ours, ref)
+    ours.train(train); ref.train(train)
+    compare_fwd_bwd(ours, ref, batch(shape, 0))
+
+@pytest.mark.parametrize('shape,ns', [((16, 10), 10), ((4, 6, 10), (10,)), ((4, 3, 5, 6), (5, 6))])
+@pytest.mark.parametrize('train', [True, False])
+def test_rmsnorm_matches_torch(shape, ns, train):
+    ours, ref = RMSNorm(ns), nn.RMSNorm(ns, eps=1e-5)
+    randomize_affine(ours, ref)
+    ours.train(train); ref.train(train)
+    compare_fwd_bwd(ours, ref, batch(shape, 0))
+
+def test_rmsnorm_matches_formula():
+    x = batch((5, 8), 0)
+    close(RMSNorm(8, eps=1e-3)(x), x / (x.pow(2).mean(-1, keepdim=True) + 1e-3).sqrt())
+
+@pytest.mark.parametrize('cls', [LayerNorm, RMSNorm])
+def test_per_sample_norms_bad_arguments_and_inputs(cls):
+    with pytest.raises(ValueError, match='normalized_shape'): cls(0)
+    with pytest.raises(ValueError, match='normalized_shape'): cls(())
+    with pytest.raises(ValueError, match='eps'): cls(3, eps=-1e-5)
+    with pytest.raises(ValueError, match='expected input'): cls((3, 4))(torch.randn(2, 4, 3))
+    with pytest.raises(ValueError, match='expected input'): cls((3, 4))(torch.randn(4))
+
+def test_dropout_keeps_the_expected_value():
+    torch.manual_seed(0)
+    p, n = 0.3, 1_000_000
+    y = Dropout(p)(torch.full((n,), 3.))
+    elem_std = 3*(p/(1-p))**0.5                               # std of one element of D(3)
+    assert abs(y.mean().item() - 3) < 5*elem_std/n**0.5
+    assert abs((y == 0).float().mean().item() - p) < 5*(p*(1-p)/n)**0.5
+
+def test_dropout_scales_kept_units_and_gradient_follows_the_mask():
+    torch.manual_seed(0)
+    x = (torch.rand(50, 40) + 0.5).requires_grad_()
+    y = Dropout(0.4)(x)
+    kept = y != 0
+    close(y[kept], x[kept]/0.6)
+    y.sum().backward()
+    close(x.grad, kept.float()/0.6)
+
+def test_dropout_matches_torch_with_same_seed():
+    x = torch.randn(64, 33)
+    torch.manual_seed(5); a = Dropout(0.2)(x)
+    torch.manual_seed(5); b = nn.Dropout(0.2)(x)
+    close(a, b)
+
+def test_dropout_is_exact_identity_in_eval_and_for_p_zero():
+    x = torch.randn(10, 10)
+    assert torch.equal(Dropout(0.5).eval()(x), x)
+    assert torch.equal(Dropout(0.)(x), x)
+
+@pytest.mark.parametrize('p', [-0.1, 1., 1.5])
+def test_dropout_p_outside_range_is_a_value_error(p):
+    with pytest.raises(ValueError, match=r'p must be in \[0, 1\)'): Dropout(p)
+
+def test_conv_block_default_layout_and_shape():
+    c = conv(3, 16)
+    assert [type(m) for m in c] == [nn.Conv2d, BatchNorm, GeneralReLU]
+    assert c[0].bias is None and c[0].stride == (2, 2) and c[0].padding == (1, 1) and c[1].num_features == 16
+    assert c(torch.randn(2, 3, 28, 28)).shape == (2, 16, 14, 14)
+
+def test_conv_block_without_norm_or_act_keeps_bias():
+    c = conv(3, 8, ks=5, stride=1, act=None, norm=False)
+    assert len(c) == 1 and c[0].bias is not None
+    assert c(torch.randn(1, 3, 9, 9)).shape == (1, 8, 9, 9)
+
+def test_conv_block_accepts_factories_and_modules():
+    c = conv(3, 8, act=partial(GeneralReLU, leak=0.1, sub=0.4), norm=partial(BatchNorm, momentum=0.2))
+    assert c[2].leak == 0.1 and c[1].momentum == 0.2
+    relu = nn.ReLU()
+    assert conv(3, 8, act=relu, norm=None)[1] is relu
+
+@pytest.mark.parametrize('kw', [dict(ni=0), dict(nf=-1), dict(ks=0), dict(stride=1.5)])
+def test_conv_block_bad_arguments(kw):
+    args = dict(ni=3, nf=8) | kw
+    with pytest.raises(ValueError, match=next(iter(kw))): conv(**args)
