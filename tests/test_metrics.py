@@ -1,0 +1,87 @@
+"`MetricsCB` against torcheval over a whole epoch, and `ProgressCB`'s plain output."
+from types import SimpleNamespace
+import pytest, torch
+import torch.nn.functional as F
+from torch import nn
+from torcheval.metrics import MulticlassAccuracy, MulticlassF1Score, Mean
+from torcheval.metrics.functional import multiclass_accuracy, multiclass_f1_score
+from slowlearn.learner import Learner, Callback
+from slowlearn.metrics import MetricsCB, ProgressCB, metric_name
+
+def uneven_batches(x, y, sizes):
+    out, i = [], 0
+    for s in sizes: out.append((x[i:i+s], y[i:i+s])); i += s
+    return out
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(100, 5, generator=g), torch.randint(0, 4, (100,), generator=g)
+    return x, y
+
+def test_metrics_equal_torcheval_over_whole_epoch(data):
+    x, y = data
+    dls = SimpleNamespace(train=uneven_batches(x, y, [32, 32, 32, 4]), valid=uneven_batches(x, y, [7, 50, 43]))
+    torch.manual_seed(0); model = nn.Linear(5, 4)
+    learn = Learner(model, dls, lr=0., cbs=MetricsCB(MulticlassAccuracy(), f1=MulticlassF1Score(num_classes=4, average='macro')))
+    learn.fit(2)
+    with torch.no_grad(): preds = model(x)
+    assert [(r['epoch'], r['phase']) for r in learn.history] == [(0, 'train'), (0, 'valid'), (1, 'train'), (1, 'valid')]
+    for r in learn.history:
+        assert r['loss'] == pytest.approx(F.cross_entropy(preds, y).item(), rel=1e-6)
+        assert r['accuracy'] == pytest.approx(multiclass_accuracy(preds, y).item(), rel=1e-6)
+        assert r['f1'] == pytest.approx(multiclass_f1_score(preds, y, num_classes=4, average='macro').item(), rel=1e-6)
+
+def test_training_metrics_use_the_predictions_made_during_training(data):
+    x, y = data
+    batches = uneven_batches(x, y, [50, 50])
+    torch.manual_seed(0); model = nn.Linear(5, 4)
+    ref = nn.Linear(5, 4); ref.load_state_dict(model.state_dict())
+    learn = Learner(model, SimpleNamespace(train=batches, valid=[]), lr=0.5, cbs=MetricsCB(MulticlassAccuracy()))
+    learn.fit(1)
+    opt, preds, losses = torch.optim.SGD(ref.parameters(), 0.5), [], []
+    for xb, yb in batches:
+        p = ref(xb); loss = F.cross_entropy(p, yb); preds.append(p.detach()); losses.append(loss.item() * len(xb))
+        loss.backward(); opt.step(); opt.zero_grad()
+    (rec,) = learn.history
+    assert rec['loss'] == pytest.approx(sum(losses) / 100, rel=1e-6)
+    assert rec['accuracy'] == pytest.approx(multiclass_accuracy(torch.cat(preds), y).item(), rel=1e-6)
+
+def test_history_is_reset_at_each_fit(data):
+    x, y = data
+    learn = Learner(nn.Linear(5, 4), SimpleNamespace(train=[(x, y)], valid=[(x, y)]), cbs=MetricsCB())
+    learn.fit(2); assert len(learn.history) == 4
+    learn.fit(1); assert [r['epoch'] for r in learn.history] == [0, 0]
+
+def test_metric_names():
+    assert metric_name(MulticlassAccuracy()) == 'accuracy' and metric_name(MulticlassF1Score()) == 'f1_score'
+    assert list(MetricsCB(Mean(), acc=MulticlassAccuracy()).metrics) == ['acc', 'mean']
+
+def test_bad_metrics_are_rejected():
+    with pytest.raises(TypeError, match='update/compute/reset'): MetricsCB(lambda p, y: 0.)
+    with pytest.raises(ValueError, match="'loss' is reserved"): MetricsCB(loss=Mean())
+
+def test_progress_prints_plain_lines_outside_a_notebook(data, capsys):
+    x, y = data
+    dls = SimpleNamespace(train=uneven_batches(x, y, [50, 50]), valid=uneven_batches(x, y, [100]))
+    Learner(nn.Linear(5, 4), dls, cbs=[MetricsCB(MulticlassAccuracy()), ProgressCB(notebook=False)]).fit(2)
+    out = capsys.readouterr().out
+    assert '\r' not in out and '\x1b' not in out
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ['accuracy', 'loss', 'epoch', 'train', 'time'] and len(lines) == 5
+    assert [l.split()[2:4] for l in lines[1:]] == [['0', 'train'], ['0', 'eval'], ['1', 'train'], ['1', 'eval']]
+
+def test_progress_reads_loss_without_per_batch_sync(data, monkeypatch):
+    "Without a notebook and without `plot`, ProgressCB never calls `.item()` on the loss during the epoch."
+    x, y = data
+    calls = []
+    class CountItem(Callback):
+        order = ProgressCB.order + 1
+        def after_loss(self, learn):
+            loss = learn.loss
+            class Spy(type(loss)): pass
+            learn.loss = loss.as_subclass(Spy)
+            Spy.item = lambda self: calls.append(1) or torch.Tensor.item(self)
+    dls = SimpleNamespace(train=uneven_batches(x, y, [10] * 10), valid=[])
+    Learner(nn.Linear(5, 4), dls, cbs=[ProgressCB(notebook=False), CountItem()]).fit(1)
+    assert calls == []
