@@ -1,0 +1,84 @@
+"`DDPCB`: 2 gloo processes under torchrun against 1 process with the same global batch, sharding, and the no-op case."
+import importlib.util, io, os, socket, subprocess, sys
+from contextlib import redirect_stdout
+from pathlib import Path
+import pytest, torch
+from torch.testing import assert_close
+from slowlearn.distributed import DDPCB, shard_bounds, is_main_process
+
+HERE = Path(__file__).parent
+spec = importlib.util.spec_from_file_location('ddp_train', HERE/'ddp_train.py')
+ddp_train = importlib.util.module_from_spec(spec); spec.loader.exec_module(ddp_train)
+
+def free_port():
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def torchrun(script, *args, nproc=2, timeout=300):
+    "Run `script` under torchrun with `nproc` CPU processes talking over 127.0.0.1."
+    env = {k: v for k,v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
+    env.update(OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    if sys.platform == 'linux': env['GLOO_SOCKET_IFNAME'] = 'lo'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', str(nproc),
+           '--master_addr', '127.0.0.1', '--master_port', str(free_port()), str(script), *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+@pytest.fixture(scope='module')
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp('ddp')
+    res = torchrun(HERE/'ddp_train.py', out)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return {name: [torch.load(out/f'{name}_rank{r}.pt', weights_only=False) for r in range(2)] for name in ddp_train.CASES}
+
+@pytest.fixture(scope='module')
+def one_rank():
+    "The same runs in this process (no torchrun: DDPCB does nothing)."
+    res = {}
+    for name,args in ddp_train.CASES.items():
+        with redirect_stdout(buf := io.StringIO()): learn = ddp_train.fit(*args)
+        res[name] = dict(weights=learn.model.state_dict(), history=learn.history, printed=buf.getvalue())
+    return res
+
+@pytest.mark.parametrize('case', list(ddp_train.CASES))
+def test_two_processes_end_with_the_weights_of_one(two_ranks, one_rank, case):
+    for r in two_ranks[case]: assert_close(r['weights'], one_rank[case]['weights'], rtol=0, atol=1e-5)
+
+@pytest.mark.parametrize('case', list(ddp_train.CASES))
+def test_two_processes_report_the_history_of_one(two_ranks, one_rank, case):
+    ref = one_rank[case]['history']
+    for r in two_ranks[case]:
+        assert [(h['epoch'], h['phase']) for h in r['history']] == [(h['epoch'], h['phase']) for h in ref]
+        for a,b in zip(r['history'], ref):
+            assert a['loss'] == pytest.approx(b['loss'], abs=1e-5) and a['accuracy'] == pytest.approx(b['accuracy'], abs=1e-5)
+
+def test_only_rank_0_prints(two_ranks, one_rank):
+    r0,r1 = two_ranks['uneven']
+    assert r1['printed'] == ''
+    lines = r0['printed'].splitlines()
+    assert len(lines) == len(one_rank['uneven']['printed'].splitlines()) == 1 + 2*3   # header + (train, valid) x 3 epochs
+    assert lines[0].split() == ['accuracy', 'loss', 'epoch', 'train', 'time']
+
+def test_the_model_is_left_unwrapped(two_ranks):
+    assert all(r['plain_model'] for rs in two_ranks.values() for r in rs)
+
+def test_ddpcb_does_nothing_without_torchrun(monkeypatch):
+    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'): monkeypatch.delenv(k, raising=False)
+    with redirect_stdout(io.StringIO()):
+        ref,learn = [ddp_train.fit(*ddp_train.CASES['uneven'], ddp=ddp) for ddp in (False, True)]
+    assert not torch.distributed.is_initialized()
+    assert_close(learn.model.state_dict(), ref.model.state_dict(), rtol=0, atol=0)
+    assert learn.history == ref.history
+
+def test_shards_are_torch_tensor_split():
+    for n in range(14):
+        for world in (1, 2, 3, 4):
+            parts = torch.tensor_split(torch.arange(n), world)
+            assert [list(range(*shard_bounds(n, r, world))) for r in range(world)] == [p.tolist() for p in parts]
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match='rank must be in'): shard_bounds(5, 2, 2)
+    with pytest.raises(ValueError, match='backend must be'): DDPCB(backend='mpi')
+
+def test_is_main_process_reads_torchrun_rank_before_the_process_group_exists(monkeypatch):
+    monkeypatch.delenv('RANK', raising=False); assert is_main_process()
+    monkeypatch.setenv('RANK', '0'); assert is_main_process()
+    monkeypatch.setenv('RANK', '1'); assert not is_main_process()
