@@ -221,4 +221,4 @@ def test_stats_reset_at_each_fit_and_plots_have_one_line_per_module():
 def test_activation_stats_bad_arguments():
     with pytest.raises(ValueError, match='bins'): ActivationStatsCB(bins=0)
     with pytest.raises(ValueError, match='max_abs'): ActivationStatsCB(max_abs=0)
-    with pytest.raises(ValueError, match='zero_tol'): ActivationStatsCB(zero_tol=-1)
+    with pytest.raises(ValueError, match='zero_tol'): ActivationStatsCB(zero_tol=0)
