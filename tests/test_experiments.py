@@ -1,0 +1,252 @@
+"Experiments: set_seed, CSVLoggerCB (flush, crash, resume, rank 0), TensorBoardCB, distributions and random_search."
+import csv, json, math, random, sys, warnings
+import numpy as np, pytest, torch
+from torch import nn
+from torcheval.metrics import MulticlassAccuracy
+from slowlearn.learner import Learner, Callback
+from slowlearn.metrics import MetricsCB
+from slowlearn.data import DataLoaders
+from slowlearn.experiments import (set_seed, CSVLoggerCB, TensorBoardCB, uniform, log_uniform, draw_configs,
+                                   load_trials, sort_trials, random_search)
+
+def read_csv(path):
+    with open(path, newline='') as f: return list(csv.DictReader(f))
+
+def learner(cbs=(), n=48, bs=16):
+    g = torch.Generator().manual_seed(0)
+    x,y = torch.randn(n, 5, generator=g),torch.randint(0, 3, (n,), generator=g)
+    torch.manual_seed(0)
+    return Learner(nn.Linear(5, 3), DataLoaders.from_tensors(x, y, x, y, bs=bs), lr=0.1, cbs=[MetricsCB(MulticlassAccuracy()), *cbs])
+
+def as_history(rows):
+    return [dict(epoch=int(r['epoch']), phase=r['phase'], loss=float(r['loss']), accuracy=float(r['accuracy'])) for r in rows]
+
+# --- set_seed
+
+def test_set_seed_repeats_python_numpy_and_torch_draws():
+    def draws(): return random.random(), np.random.rand(), torch.randn(3).tolist()
+    set_seed(3); a = draws()
+    random.random(); np.random.rand(); torch.rand(5)
+    set_seed(3); assert draws() == a
+    random.seed(3); np.random.seed(3); torch.manual_seed(3)       # the three seeds set by hand
+    assert draws() == a
+
+def test_set_seed_deterministic_switches_torch_algorithms():
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        set_seed(0, deterministic=True); assert torch.are_deterministic_algorithms_enabled()
+        set_seed(0); assert torch.are_deterministic_algorithms_enabled()        # None leaves it as it is
+        set_seed(0, deterministic=False); assert not torch.are_deterministic_algorithms_enabled()
+    finally: torch.use_deterministic_algorithms(before)
+
+@pytest.mark.parametrize('seed', [-1, 2**32, 1.5, True, '0'])
+def test_set_seed_rejects_bad_seeds(seed):
+    with pytest.raises(ValueError, match='seed must be an integer'): set_seed(seed)
+
+# --- CSVLoggerCB
+
+def test_csv_holds_the_history_row_for_row(tmp_path):
+    learn = learner([CSVLoggerCB(tmp_path/'h.csv')])
+    learn.fit(3)
+    assert as_history(read_csv(tmp_path/'h.csv')) == learn.history
+
+class PeekCB(Callback):
+    "Count the CSV file's rows at the start of each training and validation epoch, while the fit is still running."
+    order = 10
+    def __init__(self, path): self.path,self.seen = path,[]
+    def before_epoch(self, learn): self.seen.append(len(read_csv(self.path)) if self.path.exists() else 0)
+
+def test_each_row_is_on_disk_before_the_next_phase_starts(tmp_path):
+    peek = PeekCB(tmp_path/'h.csv')
+    learner([CSVLoggerCB(tmp_path/'h.csv'), peek]).fit(3)
+    assert peek.seen == [0, 1, 2, 3, 4, 5]
+
+def test_a_crash_keeps_the_rows_already_logged(tmp_path):
+    class Crash(Callback):
+        def before_epoch(self, learn):
+            if learn.epoch == 2: raise RuntimeError('killed')
+    learn = learner([CSVLoggerCB(tmp_path/'h.csv'), Crash()])
+    with pytest.raises(RuntimeError): learn.fit(5)
+    assert as_history(read_csv(tmp_path/'h.csv')) == learn.history and len(learn.history) == 4
+
+def test_a_new_fit_starts_the_file_afresh_unless_appending(tmp_path):
+    learn = learner([CSVLoggerCB(tmp_path/'h.csv')])
+    learn.fit(2); learn.fit(1)
+    assert as_history(read_csv(tmp_path/'h.csv')) == learn.history
+    learn = learner([CSVLoggerCB(tmp_path/'a.csv', append=True)])
+    learn.fit(2); first = list(learn.history)
+    learn.fit(1)
+    assert as_history(read_csv(tmp_path/'a.csv')) == first + learn.history
+
+class FakeResumeCB(Callback):
+    "Stand-in for a checkpoint callback: the fit resumes at `start_epoch` (the learner's resume position)."
+    order = -20
+    can_resume = True
+    def __init__(self, start_epoch): self.start_epoch = start_epoch
+    def before_fit(self, learn): learn.start_epoch = self.start_epoch
+
+def test_a_resumed_fit_continues_the_file_without_duplicate_rows(tmp_path):
+    path = tmp_path/'h.csv'
+    ref = learner([CSVLoggerCB(tmp_path/'ref.csv')]); ref.fit(4)
+    class Crash(Callback):
+        def before_epoch(self, learn):
+            if learn.epoch == 3: raise RuntimeError('killed')
+    with pytest.raises(RuntimeError): learner([CSVLoggerCB(path), Crash()]).fit(4)
+    assert len(read_csv(path)) == 6           # epochs 0, 1, 2 logged; say the last checkpoint was after epoch 1
+    learn = learner([CSVLoggerCB(path), FakeResumeCB(2)])
+    learn.fit(4, resume=True)
+    rows = read_csv(path)
+    assert [(int(r['epoch']), r['phase']) for r in rows] == [(e, p) for e in range(4) for p in ('train', 'valid')]
+    assert as_history(rows[:4]) == ref.history[:4]            # kept from the first run
+    assert as_history(rows[4:]) == learn.history              # written by the resumed fit
+
+def test_a_new_column_widens_the_header(tmp_path):
+    class ExtraCB(Callback):
+        order = MetricsCB.order + 0.5
+        def after_epoch(self, learn):
+            if learn.epoch == 1 and learn.history: learn.history[-1]['lr'] = 0.1
+    learn = learner([CSVLoggerCB(tmp_path/'h.csv'), ExtraCB()]); learn.fit(2)
+    rows = read_csv(tmp_path/'h.csv')
+    assert list(rows[0]) == ['epoch', 'phase', 'loss', 'accuracy', 'lr'] and len(rows) == 4
+    assert [r['lr'] for r in rows] == ['', '', '0.1', '0.1']
+
+def test_only_rank_0_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv('RANK', '1')
+    learner([CSVLoggerCB(tmp_path/'h.csv')]).fit(1)
+    assert not (tmp_path/'h.csv').exists()
+
+# --- TensorBoardCB
+
+def test_tensorboard_missing_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)     # makes the import fail
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[tensorboard\]"'): TensorBoardCB('tb')
+
+def test_tensorboard_files_hold_the_losses_lrs_and_history(tmp_path):
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    class LossesCB(Callback):
+        def __init__(self): self.losses = []
+        def after_batch(self, learn):
+            if learn.training: self.losses.append(learn.loss.item())
+    rec = LossesCB()
+    learn = learner([TensorBoardCB(tmp_path/'tb'), rec])
+    learn.opt_func = lambda ps, lr: torch.optim.SGD(ps, lr, momentum=0.9)
+    learn.fit(2, lr=0.05)
+    ea = EventAccumulator(str(tmp_path/'tb')); ea.Reload()
+    vals = lambda tag: [e.value for e in ea.Scalars(tag)]
+    assert [e.step for e in ea.Scalars('batch/loss')] == list(range(1, 7))
+    assert vals('batch/loss') == pytest.approx(rec.losses, rel=1e-6)
+    assert vals('batch/lr') == pytest.approx([0.05]*6) and vals('batch/momentum') == pytest.approx([0.9]*6)
+    for phase in ('train', 'valid'):
+        hist = [h for h in learn.history if h['phase'] == phase]
+        assert vals(f'{phase}/loss') == pytest.approx([h['loss'] for h in hist], rel=1e-6)
+        assert vals(f'{phase}/accuracy') == pytest.approx([h['accuracy'] for h in hist], rel=1e-6)
+
+# --- distributions
+
+def test_log_uniform_gives_each_decade_a_third():
+    rng = random.Random(0)
+    xs = np.array([log_uniform(1e-5, 1e-2).sample(rng) for _ in range(30_000)])
+    assert xs.min() >= 1e-5 and xs.max() <= 1e-2
+    frac = np.histogram(np.log10(xs), bins=[-5, -4, -3, -2])[0] / len(xs)
+    assert frac == pytest.approx([1/3]*3, abs=0.015)
+
+def test_uniform_is_flat_on_its_range():
+    rng = random.Random(0)
+    xs = np.array([uniform(-2, 6).sample(rng) for _ in range(30_000)])
+    assert xs.min() >= -2 and xs.max() <= 6
+    assert np.histogram(xs, bins=4, range=(-2, 6))[0] / len(xs) == pytest.approx([0.25]*4, abs=0.015)
+
+@pytest.mark.parametrize('f,lo,hi,msg', [(uniform, 1, 1, 'lo must be < hi'), (uniform, 0, math.inf, 'finite'),
+    (log_uniform, 0, 1, 'lo must be > 0'), (log_uniform, -1, 1, 'lo must be > 0'), (uniform, '0', 1, 'finite number')])
+def test_bad_ranges_are_rejected(f, lo, hi, msg):
+    with pytest.raises(ValueError, match=msg): f(lo, hi)
+
+# --- random_search
+
+SPACE = dict(lr=log_uniform(1e-4, 1.), wd=uniform(0, 0.1), bs=[32, 64, 128])
+def score(c): return dict(loss=(math.log10(c['lr']) + 2)**2 + c['wd'], acc=c['bs'] / 128)
+
+def test_configs_are_distinct_repeatable_and_extend_with_n():
+    a = draw_configs(SPACE, 30, seed=1)
+    assert len({json.dumps(c, sort_keys=True) for c in a}) == 30
+    assert draw_configs(SPACE, 30, seed=1) == a and draw_configs(SPACE, 10, seed=1) == a[:10]
+    assert draw_configs(SPACE, 30, seed=2) != a
+    assert all(1e-4 <= c['lr'] <= 1 and 0 <= c['wd'] <= 0.1 and c['bs'] in (32, 64, 128) for c in a)
+
+def test_a_finite_space_is_tried_in_full_once():
+    space = dict(bs=[32, 64], act=['relu', 'gelu', 'silu'])
+    with pytest.warns(UserWarning, match='only 6 distinct'): cs = draw_configs(space, 10)
+    assert sorted((c['bs'], c['act']) for c in cs) == sorted((b, a) for b in (32, 64) for a in ('relu', 'gelu', 'silu'))
+
+def test_results_are_sorted_by_the_chosen_metric():
+    trials = random_search(SPACE, score, 12, metric='loss')
+    losses = [t['metrics']['loss'] for t in trials]
+    assert losses == sorted(score(c)['loss'] for c in draw_configs(SPACE, 12))
+    accs = [t['metrics']['acc'] for t in random_search(SPACE, score, 12, metric='acc', mode='max')]
+    assert accs == sorted(accs, reverse=True)
+    assert [t['config'] for t in random_search(SPACE, score, 12)] == draw_configs(SPACE, 12)   # no metric: drawn order
+
+def test_a_restarted_search_skips_the_trials_already_done(tmp_path):
+    res,calls = tmp_path/'r.jsonl',[]
+    def killed_after_4(c):
+        if len(calls) == 4: raise KeyboardInterrupt      # not an Exception: it stops the search, as Ctrl-C would
+        calls.append(c); return score(c)
+    with pytest.raises(KeyboardInterrupt): random_search(SPACE, killed_after_4, 10, results=res)
+    assert [t['config'] for t in load_trials(res)] == draw_configs(SPACE, 4)
+    again = []
+    trials = random_search(SPACE, lambda c: again.append(c) or score(c), 10, results=res, metric='loss')
+    assert again == draw_configs(SPACE, 10)[4:]
+    assert len(load_trials(res)) == 10
+    assert [t['config'] for t in trials] == [t['config'] for t in random_search(SPACE, score, 10, metric='loss')]
+
+def test_a_line_cut_short_by_a_kill_is_dropped(tmp_path):
+    res = tmp_path/'r.jsonl'
+    random_search(SPACE, score, 3, results=res)
+    with open(res, 'a') as f: f.write('{"trial": 3, "config": {"lr": 0.0')       # killed mid-write
+    calls = []
+    random_search(SPACE, lambda c: calls.append(c) or score(c), 4, results=res)
+    assert calls == draw_configs(SPACE, 4)[3:]
+    assert [t['trial'] for t in load_trials(res)] == [0, 1, 2, 3]
+
+def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    res = tmp_path/'r.jsonl'
+    def sometimes(c):
+        if c['bs'] == 128: raise RuntimeError('CUDA out of memory')
+        return score(c)
+    with pytest.warns(UserWarning, match='out of memory'):
+        trials = random_search(SPACE, sometimes, 12, results=res, metric='loss')
+    failed = [t for t in trials if t['error']]
+    assert failed and all(t['config']['bs'] == 128 and t['metrics'] is None for t in failed)
+    assert all(t['error'] == 'RuntimeError: CUDA out of memory' for t in failed)
+    assert trials[-len(failed):] == failed                         # failures sort last
+    assert len(load_trials(res)) == 12
+    calls = []
+    random_search(SPACE, lambda c: calls.append(c) or score(c), 12, results=res)
+    assert calls == []                                             # a recorded failure counts as done
+
+def test_a_train_fn_returning_no_dict_is_a_failed_trial():
+    with pytest.warns(UserWarning, match='must return a dict'):
+        (t,) = random_search(dict(a=[1]), lambda c: 0.5, 1)
+    assert t['error'].startswith('TypeError')
+
+def test_tensor_metrics_are_saved_as_numbers(tmp_path):
+    random_search(dict(a=[1, 2]), lambda c: dict(acc=torch.tensor(0.5), n=np.int64(c['a'])), 2, results=tmp_path/'r.jsonl')
+    assert [t['metrics'] for t in load_trials(tmp_path/'r.jsonl')] == [dict(acc=0.5, n=c['a']) for c in draw_configs(dict(a=[1, 2]), 2)]
+
+def test_sort_trials_puts_missing_and_nan_metrics_last():
+    ts = [dict(metrics=dict(m=2.)), dict(metrics=None), dict(metrics=dict(m=float('nan'))), dict(metrics=dict(m=1.))]
+    assert sort_trials(ts, 'm') == [ts[3], ts[0], ts[1], ts[2]]
+    assert sort_trials(ts, 'm', 'max') == [ts[0], ts[3], ts[1], ts[2]]
+
+@pytest.mark.parametrize('kw,exc,msg', [
+    (dict(space={}), TypeError, 'space must be a non-empty dict'),
+    (dict(space=dict(lr=[])), TypeError, r"space\['lr'\] must be a non-empty list"),
+    (dict(space=dict(lr=0.1)), TypeError, r"space\['lr'\] must be a non-empty list"),
+    (dict(space=dict(act=[nn.ReLU])), TypeError, 'JSON values'),
+    (dict(n_trials=-1), ValueError, 'n_trials must be an integer >= 0'),
+    (dict(mode='best'), ValueError, "mode must be 'min' or 'max'"),
+    (dict(train_fn=3), TypeError, 'train_fn must be callable')])
+def test_bad_search_arguments_are_rejected(kw, exc, msg):
+    args = dict(space=SPACE, train_fn=score, n_trials=2) | kw
+    with pytest.raises(exc, match=msg): random_search(**args)
