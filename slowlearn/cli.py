@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['conv_block', 'fmnist_cnn', 'train_fmnist', 'parser', 'write_history', 'fit_cmd', 'main']
 
-# %% ../nbs/04_cli.ipynb #ed65d366
+# %% ../nbs/04_cli.ipynb #0cce955e
 import argparse, csv, sys
 from datetime import datetime
 from functools import partial
@@ -14,8 +14,9 @@ from torcheval.metrics import MulticlassAccuracy
 from .learner import Learner, Callback, DeviceCB
 from .metrics import MetricsCB, ProgressCB
 from .data import fashion_mnist
+from .checkpoint import CheckpointCB, EarlyStoppingCB, GradAccumCB, CheckpointError
 
-# %% ../nbs/04_cli.ipynb #40289f74
+# %% ../nbs/04_cli.ipynb #ba040a1d
 def conv_block(ni, nf, ks=3, act=True):
     "Stride-2 conv, followed by BatchNorm and ReLU when `act`."
     if not act: return nn.Conv2d(ni, nf, ks, stride=2, padding=ks // 2)
@@ -29,24 +30,26 @@ def fmnist_cnn(nfs=(16, 32, 64, 128), n_out=10):
         if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight)
     return model
 
-# %% ../nbs/04_cli.ipynb #08f6ad90
+# %% ../nbs/04_cli.ipynb #d72ee074
 class _OneCycleCB(Callback):
     "Step `torch.optim.lr_scheduler.OneCycleLR` after each training batch."
     def __init__(self, lr_max): self.lr_max = lr_max
     def before_fit(self, learn):
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, self.lr_max, total_steps=learn.n_epochs * len(learn.dls.train))
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, self.lr_max, total_steps=learn.n_epochs * learn.n_steps)
     def after_step(self, learn): self.sched.step()
+    def state_dict(self): return self.sched.state_dict()
+    def load_state_dict(self, sd): self.sched.load_state_dict(sd)
 
-def train_fmnist(epochs=5, lr=1e-2, bs=512, data=None, seed=0, wd=1e-2, cbs=None):
+def train_fmnist(epochs=5, lr=1e-2, bs=512, data=None, seed=0, wd=1e-2, cbs=None, resume=None):
     "Train `fmnist_cnn` on Fashion-MNIST with AdamW and one-cycle; returns the `Learner`."
     dls = fashion_mnist(bs=bs, path=data, seed=seed)
     torch.manual_seed(seed)
     learn = Learner(fmnist_cnn(), dls, lr=lr, opt_func=partial(torch.optim.AdamW, weight_decay=wd),
                     cbs=[DeviceCB(), MetricsCB(MulticlassAccuracy()), ProgressCB()] + list(cbs or []))
-    learn.fit(epochs, cbs=_OneCycleCB(lr))
+    learn.fit(epochs, cbs=_OneCycleCB(lr), resume=resume)
     return learn
 
-# %% ../nbs/04_cli.ipynb #3f2ab4bc
+# %% ../nbs/04_cli.ipynb #e75e2ded
 def _die(prog, msg):
     print(f'{prog}: error: ' + ' '.join(str(msg).split()), file=sys.stderr)
     sys.exit(2)
@@ -77,6 +80,14 @@ def parser():
                    '(default: $SLOWLEARN_DATA/fashion_mnist, else the user cache, downloading there)')
     f.add_argument('--out', default=None, help='run folder for model.pt and history.csv (default: runs/<timestamp>)')
     f.add_argument('--seed', type=_num(int, 0), default=0, help='seed for initialisation and data order (default: 0)')
+    f.add_argument('--ckpt-dir', default=None, help='folder for full-state checkpoints, written after every epoch '
+                   '(the newest two and the best by validation loss are kept)')
+    f.add_argument('--resume', nargs='?', const=True, default=None, metavar='CKPT',
+                   help='continue from the newest valid checkpoint in --ckpt-dir, or from the checkpoint file CKPT')
+    f.add_argument('--patience', type=_num(int, 0), default=None, help='stop after this many epochs, >= 0, without a lower '
+                   'validation loss and keep the best epoch\'s weights (default: no early stopping)')
+    f.add_argument('--accumulate', type=_num(int, 1), default=1, help='batches per optimizer step, >= 1: the gradient of '
+                   'the mean loss over accumulate x bs images (default: 1)')
     return p
 
 def write_history(history, fname):
@@ -93,8 +104,11 @@ def fit_cmd(args):
     out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: _die(prog, f'cannot create --out folder {str(out)!r}: {e}')
-    try: learn = train_fmnist(args.epochs, args.lr, args.bs, args.data, args.seed, args.wd)
-    except (FileNotFoundError, ValueError, OSError) as e: _die(prog, e)
+    if args.resume and not args.ckpt_dir: _die(prog, '--resume needs --ckpt-dir (the folder new checkpoints go to)')
+    cbs = ([CheckpointCB(args.ckpt_dir)] if args.ckpt_dir else []) + ([GradAccumCB(args.accumulate)] if args.accumulate > 1 else [])
+    if args.patience is not None: cbs.append(EarlyStoppingCB(patience=args.patience))
+    try: learn = train_fmnist(args.epochs, args.lr, args.bs, args.data, args.seed, args.wd, cbs=cbs, resume=args.resume)
+    except (FileNotFoundError, ValueError, OSError, CheckpointError) as e: _die(prog, e)
     torch.save(learn.model.state_dict(), out/'model.pt')
     write_history(learn.history, out/'history.csv')
     print(f'wrote {out/"model.pt"} and {out/"history.csv"}')
@@ -106,6 +120,6 @@ def main(argv=None):
     if args.cmd is None: p.print_help(); return
     if args.cmd == 'fit': fit_cmd(args)
 
-# %% ../nbs/04_cli.ipynb #de642841
+# %% ../nbs/04_cli.ipynb #e39b686b
 #| eval: false
 if __name__ == '__main__': main()

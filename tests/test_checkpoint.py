@@ -446,6 +446,48 @@ def test_bad_arguments_name_the_argument(make, name):
 def test_unknown_monitor_names_the_available_keys(tmp_path):
     with pytest.raises(ValueError, match=r"no 'acc'.*'accuracy'"): make_learn([EarlyStoppingCB(monitor='valid_acc')]).fit(1)
 
+# ---- slowlearn fit --ckpt-dir / --resume / --patience / --accumulate
+
+def write_idx(fname, arr):
+    import gzip, struct
+    with gzip.open(fname, 'wb') as f:
+        f.write(struct.pack('>I', 2048 + arr.ndim) + struct.pack(f'>{arr.ndim}I', *arr.shape) + arr.astype(np.uint8).tobytes())
+
+@pytest.fixture
+def tiny_fmnist(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, (fx, fy), n in (('train', ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'), 160),
+                               ('valid', ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'), 32)):
+        y = rng.integers(0, 10, n); x = rng.integers(0, 60, (n, 28, 28))
+        for i, c in enumerate(y): x[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 255
+        write_idx(tmp_path/fx, x); write_idx(tmp_path/fy, y)
+    return tmp_path
+
+def test_cli_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_fmnist, tmp_path, monkeypatch):
+    from slowlearn import cli
+    args = ['fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '32', '--accumulate', '2', '--patience', '5']
+    cli.main(args + ['--out', str(tmp_path/'ref')])
+    class DiesAfterEpoch0(CheckpointCB):
+        def after_epoch(self, learn):
+            super().after_epoch(learn)
+            if not learn.training and learn.epoch == 0: raise KeyboardInterrupt
+    monkeypatch.setattr(cli, 'CheckpointCB', DiesAfterEpoch0)
+    with pytest.raises(KeyboardInterrupt): cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck')])
+    monkeypatch.undo()
+    cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck'), '--resume'])
+    ref, run = (torch.load(tmp_path/d/'model.pt', weights_only=True) for d in ('ref', 'run'))
+    assert all(torch.equal(ref[k], run[k]) for k in ref)
+    assert (tmp_path/'ref'/'history.csv').read_text() == (tmp_path/'run'/'history.csv').read_text()
+    assert len((tmp_path/'run'/'history.csv').read_text().splitlines()) == 1 + 2 * 2
+
+@pytest.mark.parametrize('args, msg', [(['--accumulate', '0'], '--accumulate'), (['--patience', '-1'], '--patience'),
+                                       (['--resume'], '--resume needs --ckpt-dir')])
+def test_cli_bad_checkpoint_options_exit_2(tiny_fmnist, tmp_path, capsys, args, msg):
+    from slowlearn import cli
+    with pytest.raises(SystemExit) as e: cli.main(['fit', '--data', str(tiny_fmnist), '--out', str(tmp_path/'o'), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
+
 # ---- learner support
 
 def test_a_callback_attribute_named_like_a_step_is_not_a_step():
