@@ -3,46 +3,71 @@
 # %% auto #0
 __all__ = ['metric_name', 'MetricsCB', 'ProgressCB']
 
-# %% ../nbs/03_metrics.ipynb #1968bde0
+# %% ../nbs/03_metrics.ipynb #5875e654
 import time, math, sys
 import torch
 from fastcore.basics import camel2snake
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from .learner import Callback
 
-# %% ../nbs/03_metrics.ipynb #8ffe4402
+# %% ../nbs/03_metrics.ipynb #27e5c719
 def metric_name(m):
     "Snake-case name of metric `m`'s class without a task prefix: `MulticlassAccuracy()` -> `'accuracy'`."
     nm = camel2snake(type(m).__name__)
     for p in ('multiclass_', 'multilabel_', 'binary_'): nm = nm.removeprefix(p)
     return nm
 
-# %% ../nbs/03_metrics.ipynb #062f2dd5
+# %% ../nbs/03_metrics.ipynb #b284b965
 class MetricsCB(Callback):
     "Compute torcheval `metrics` and the mean loss per epoch and phase, appending records to `learn.history`."
+    flush_numel = 2**16   # fold the buffered batches in once their predictions hold this many elements
     def __init__(self, *ms, **metrics):
         for m in ms: metrics[metric_name(m)] = m
         for k,m in metrics.items():
             if not all(hasattr(m, a) for a in ('update', 'compute', 'reset')):
                 raise TypeError(f"metric {k!r} must have update/compute/reset (a torcheval metric), got {type(m).__name__}")
             if k in ('epoch', 'phase', 'loss'): raise ValueError(f"metric name {k!r} is reserved; pass it under another name")
-        self.metrics = metrics
+        self._metrics,self._buf,self._numel,self._loss_sum,self._n = metrics,[],0,None,0
+
+    # readers from outside (checkpoints, distributed training) always see every batch so far folded in
+    @property
+    def metrics(self): "The metrics, updated with every batch seen so far."; self._flush(); return self._metrics
+    @property
+    def loss_sum(self): "Sum of batch size × batch mean loss so far this epoch (a tensor, or None)."; self._flush(); return self._loss_sum
+    @loss_sum.setter
+    def loss_sum(self, v): self._flush(); self._loss_sum = v
+    @property
+    def n(self): "Number of samples seen so far this epoch."; self._flush(); return self._n
+    @n.setter
+    def n(self, v): self._flush(); self._n = v
 
     def before_fit(self, learn):
         dev = next(learn.model.parameters(), torch.empty(0)).device
-        for m in self.metrics.values(): m.to(dev)
+        for m in self._metrics.values(): m.to(dev)
 
     def before_epoch(self, learn):
-        for m in self.metrics.values(): m.reset()
-        self.loss_sum,self.n = None,0
+        for m in self._metrics.values(): m.reset()
+        self._buf,self._numel,self._loss_sum,self._n = [],0,None,0
 
     def after_batch(self, learn):
-        y,n = learn.batch[-1],len(learn.batch[0])
-        preds = learn.preds.detach()
-        for m in self.metrics.values(): m.update(preds, y)
-        loss = learn.loss.detach().double() * n
-        self.loss_sum = loss if self.loss_sum is None else self.loss_sum.add_(loss)
-        self.n += n
+        preds,y,n = learn.preds.detach(),learn.batch[-1],len(learn.batch[0])
+        if self._buf and preds.shape[1:] != self._buf[-1][0].shape[1:]: self._flush()   # can't concatenate those
+        self._buf.append((preds, y, learn.loss.detach(), n))
+        self._numel += preds.numel()
+        if self._numel >= self.flush_numel or not isinstance(y, torch.Tensor): self._flush()
+
+    def _flush(self):
+        "Update the metrics and the loss sum with the buffered batches, all at once."
+        if not self._buf: return
+        ps,ys,ls,ns = zip(*self._buf)
+        self._buf,self._numel = [],0
+        if self._metrics:
+            p,y = (ps[0],ys[0]) if len(ps) == 1 else (torch.cat(ps),torch.cat(ys))
+            for m in self._metrics.values(): m.update(p, y)
+        w = torch.tensor(ns, dtype=torch.float64, device=ls[0].device)
+        s = torch.dot(torch.stack(ls).double().reshape(len(ls)), w)
+        self._loss_sum = s if self._loss_sum is None else self._loss_sum + s
+        self._n += sum(ns)
 
     def after_epoch(self, learn):
         if not self.n: return
@@ -52,7 +77,7 @@ class MetricsCB(Callback):
 
 def _to_py(v): return v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v.tolist() if isinstance(v, torch.Tensor) else v
 
-# %% ../nbs/03_metrics.ipynb #054e1935
+# %% ../nbs/03_metrics.ipynb #319e1c12
 class ProgressCB(Callback):
     "Progress bars and a per-epoch metrics table; with `plot=True` a train/valid loss graph."
     order = MetricsCB.order + 1

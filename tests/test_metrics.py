@@ -85,3 +85,20 @@ def test_progress_reads_loss_without_per_batch_sync(data, monkeypatch):
     dls = SimpleNamespace(train=uneven_batches(x, y, [10] * 10), valid=[])
     Learner(nn.Linear(5, 4), dls, cbs=[ProgressCB(notebook=False), CountItem()]).fit(1)
     assert calls == []
+
+def test_metrics_read_mid_epoch_include_every_batch_so_far(data):
+    "Checkpoints and distributed syncs read `metrics`, `loss_sum` and `n` mid-epoch: the buffered batches must be in them."
+    x, y = data
+    cb, seen = MetricsCB(MulticlassAccuracy()), []
+    class Peek(Callback):
+        order = MetricsCB.order + 1
+        def after_batch(self, learn):
+            if learn.iter == 1: seen.append((cb.metrics['accuracy'].compute().item(), (cb.loss_sum / cb.n).item(), cb.n))
+    torch.manual_seed(0); model = nn.Linear(5, 4)
+    dls = SimpleNamespace(train=uneven_batches(x, y, [30, 30, 40]), valid=[])
+    Learner(model, dls, lr=0., cbs=[cb, Peek()]).fit(1)
+    with torch.no_grad(): preds = model(x[:60])
+    acc, loss, n = seen[0]
+    assert n == 60
+    assert acc == pytest.approx(multiclass_accuracy(preds, y[:60]).item(), rel=1e-6)
+    assert loss == pytest.approx(F.cross_entropy(preds, y[:60]).item(), rel=1e-6)
