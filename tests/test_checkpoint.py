@@ -405,6 +405,31 @@ def test_grad_accumulation_steps_counted_by_callbacks_and_checkpoints(tmp_path):
     learn, _ = crash_then_resume(tmp_path/'b', 5, n_epochs=2, make=make, every_n_steps=2)
     assert states_equal(learn, ref) and learn.history == ref.history
 
+def test_grad_accumulation_with_fit_one_cycle_equals_big_batches():
+    "slowlearn.sched's one-cycle schedules by optimizer steps (learn.train_iter / learn.n_steps): same LRs, same weights."
+    import slowlearn.sched   # adds Learner.fit_one_cycle
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(216, 8, generator=g); y = torch.randint(0, 3, (216,), generator=g)
+    def make(bs):
+        torch.manual_seed(0)
+        return Learner(nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)),
+                       DataLoaders.from_tensors(x[:200], y[:200], x[200:], y[200:], bs=bs, seed=2), opt_func=torch.optim.Adam)
+    small, big = make(16), make(64)
+    small.fit_one_cycle(2, 0.01, cbs=GradAccumCB(4)); big.fit_one_cycle(2, 0.01)
+    for p, q in zip(small.model.parameters(), big.model.parameters()): torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+    assert small.opt.param_groups[0]['lr'] == pytest.approx(big.opt.param_groups[0]['lr'], rel=1e-12)
+
+def test_resume_restores_scheduler_and_recorder_callbacks(tmp_path):
+    from slowlearn.sched import BatchSchedulerCB, RecorderCB
+    def make(cbs, seed=0):
+        return make_learn([BatchSchedulerCB(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.05, total_steps=30),
+                           RecorderCB(lr='lr')] + cbs, seed=seed)
+    ref = make([]); ref.fit(3)
+    with pytest.raises(Crash): make([CheckpointCB(tmp_path, every_n_steps=4), CrashAt(18)]).fit(3)
+    learn = make([CheckpointCB(tmp_path, every_n_steps=4)], seed=9); learn.fit(3, resume=True)
+    assert learn.cbs[2]['lr'] == ref.cbs[2]['lr'] and learn.cbs[2]['loss'] == ref.cbs[2]['loss'] and len(ref.cbs[2]['lr']) == 30
+    assert states_equal(learn, ref) and learn.history == ref.history
+
 # ---- virtual epochs
 
 def test_virtual_epochs_run_the_repeated_loader():
