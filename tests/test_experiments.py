@@ -250,3 +250,122 @@ def test_sort_trials_puts_missing_and_nan_metrics_last():
 def test_bad_search_arguments_are_rejected(kw, exc, msg):
     args = dict(space=SPACE, train_fn=score, n_trials=2) | kw
     with pytest.raises(exc, match=msg): random_search(**args)
+
+# --- TrainConfig and fit_config
+from dataclasses import asdict, replace
+import slowlearn.experiments as E
+from slowlearn.experiments import TrainConfig, fit_config
+
+def test_config_round_trips_through_json(tmp_path):
+    cfg = TrainConfig(model='mlp', widths=[32, 16], lr=3e-3, patience=2, device='cpu')
+    assert cfg.widths == (32, 16)
+    cfg.save(tmp_path/'c.json')
+    assert TrainConfig.load(tmp_path/'c.json') == cfg
+    assert json.loads((tmp_path/'c.json').read_text()) == asdict(cfg) | dict(widths=[32, 16])
+
+def test_a_config_file_may_leave_settings_at_their_defaults(tmp_path):
+    (tmp_path/'c.json').write_text('{"epochs": 2}')
+    assert TrainConfig.load(tmp_path/'c.json') == TrainConfig(epochs=2)
+
+@pytest.mark.parametrize('text,msg', [('{"epochs": 2, "lr_max": 1}', r"unknown settings \['lr_max'\]"),
+                                      ('[1, 2]', 'expected a JSON object'), ('{"epochs": ', 'not valid JSON'),
+                                      ('{"bs": 0}', 'bs must be an integer >= 1')])
+def test_bad_config_files_name_the_problem(tmp_path, text, msg):
+    (tmp_path/'c.json').write_text(text)
+    with pytest.raises(ValueError, match=msg) as e: TrainConfig.load(tmp_path/'c.json')
+    assert str(tmp_path/'c.json') in str(e.value)
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(model='resnet'), 'model must be one of'), (dict(sched='cosine'), 'sched must be one of'),
+    (dict(opt='adam'), 'opt must be one of'), (dict(widths=()), 'widths must be a non-empty list'),
+    (dict(widths=(16, 0)), 'widths must be'), (dict(epochs=-1), 'epochs must be an integer >= 0'),
+    (dict(epochs=2.5), 'epochs must be an integer'), (dict(bs=True), 'bs must be an integer >= 1'),
+    (dict(n_train=0), 'n_train must be an integer >= 1 or None'), (dict(patience=0), 'patience must be'),
+    (dict(seed=-1), 'seed must be an integer >= 0'), (dict(seed=2**32), 'seed must be < 2\\*\\*32'),
+    (dict(lr=0), 'lr must be a number > 0'), (dict(lr=float('nan')), 'lr must be a number > 0'),
+    (dict(wd=-0.1), 'wd must be a number >= 0'), (dict(warmup=1.), r'warmup must be a number in \[0, 1\)'),
+    (dict(device='gpu7'), 'device must name a torch device')])
+def test_bad_settings_are_rejected_when_the_config_is_made(kw, msg):
+    with pytest.raises(ValueError, match=msg): TrainConfig(**kw)
+
+@pytest.mark.parametrize('kw', [dict(checkpoint='yes'), dict(deterministic=1), dict(data=3)])
+def test_settings_of_the_wrong_type_are_rejected(kw):
+    with pytest.raises(TypeError): TrainConfig(**kw)
+
+@pytest.fixture
+def fake_fmnist(monkeypatch):
+    "Small random stand-in for Fashion-MNIST, so fit_config runs in a fraction of a second."
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(300, 1, 28, 28, generator=g), torch.randint(0, 10, (300,), generator=g),
+            torch.randn(100, 1, 28, 28, generator=g), torch.randint(0, 10, (100,), generator=g))
+    monkeypatch.setattr(E, 'load_fashion_mnist', lambda path=None, normalize=True: data)
+    return data
+
+SMALL = TrainConfig(model='mlp', widths=(16,), n_train=200, n_valid=64, epochs=3, bs=32, lr=1e-2)
+
+def test_a_run_fills_its_folder(tmp_path, fake_fmnist):
+    learn = fit_config(SMALL, tmp_path/'run', progress=False)
+    names = {p.name for p in (tmp_path/'run').iterdir()}
+    assert names == {'config.json', 'history.csv', 'checkpoints', 'model.pt', 'loss.png', 'lr.png'}
+    assert TrainConfig.load(tmp_path/'run'/'config.json') == SMALL
+    assert as_history(read_csv(tmp_path/'run'/'history.csv')) == learn.history and len(learn.history) == 6
+    sd = torch.load(tmp_path/'run'/'model.pt')
+    assert all(torch.equal(sd[k], v) for k,v in learn.model.state_dict().items())
+    assert len(learn.dls.train.tensors[0]) == 200 and len(learn.dls.valid.tensors[0]) == 64
+
+def test_same_config_same_run(fake_fmnist):
+    a,b = fit_config(SMALL, progress=False),fit_config(SMALL, progress=False)
+    assert all(torch.equal(a.model.state_dict()[k], v) for k,v in b.model.state_dict().items()) and a.history == b.history
+
+def test_a_killed_run_resumed_ends_like_an_uninterrupted_one(tmp_path, fake_fmnist):
+    ref = fit_config(SMALL, tmp_path/'ref', progress=False)
+    class Kill(Callback):
+        def before_epoch(self, learn):
+            if learn.epoch == 2: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): fit_config(SMALL, tmp_path/'run', cbs=[Kill()], progress=False)
+    learn = fit_config(SMALL, tmp_path/'run', resume=True, progress=False)
+    assert all(torch.equal(ref.model.state_dict()[k], v) for k,v in learn.model.state_dict().items())
+    assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
+
+def test_resuming_with_another_config_is_refused(tmp_path, fake_fmnist):
+    fit_config(replace(SMALL, epochs=1), tmp_path/'run', progress=False)
+    with pytest.raises(ValueError, match='describes another run'):
+        fit_config(replace(SMALL, epochs=1, lr=0.1), tmp_path/'run', resume=True, progress=False)
+    with pytest.raises(ValueError, match='needs a run folder'): fit_config(SMALL, resume=True)
+
+def lrs(cfg):
+    learn = fit_config(cfg, progress=False)
+    rec = next(cb for cb in learn.cbs if hasattr(cb, 'recs'))
+    return rec['lr']
+
+def test_warmup_cosine_schedule_follows_its_formula(fake_fmnist):
+    cfg = replace(SMALL, sched='warmup_cosine', warmup=0.25, epochs=2)     # 7 batches an epoch: 14 steps, 4 warming up
+    T,W = 14,round(0.25 * 14)
+    want = [cfg.lr * t / W if t < W else cfg.lr * (1 + math.cos(math.pi * (t - W) / (T - W))) / 2 for t in range(T)]
+    assert lrs(cfg) == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+def test_constant_schedule_warms_up_then_stays(fake_fmnist):
+    cfg = replace(SMALL, sched='constant', warmup=0.25, epochs=2)
+    assert lrs(cfg) == pytest.approx([cfg.lr * min(1, t / 4) for t in range(14)], rel=1e-9)
+
+def test_one_cycle_schedule_is_torchs(fake_fmnist):
+    cfg = replace(SMALL, sched='one_cycle', warmup=0.3, epochs=2)
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=14, pct_start=0.3)
+    want = []
+    for _ in range(14): want.append(opt.param_groups[0]['lr']); opt.step(); sched.step()
+    assert lrs(cfg) == pytest.approx(want, rel=1e-9)
+
+def test_patience_stops_the_run_where_the_rule_says(fake_fmnist):
+    cfg = replace(SMALL, epochs=6, lr=0.3, sched='constant', warmup=0., opt='sgd')
+    full = [h['loss'] for h in fit_config(cfg, progress=False).history if h['phase'] == 'valid']
+    def stop_after(losses, patience):      # epochs run: stop once `patience` epochs in a row bring no new best
+        best,bad = math.inf,0
+        for i,l in enumerate(losses):
+            best,bad = (l, 0) if l < best else (best, bad + 1)
+            if bad == patience: return i + 1
+        return len(losses)
+    for patience in (1, 2):
+        learn = fit_config(replace(cfg, patience=patience), progress=False)
+        n = stop_after(full, patience)
+        assert n < 6 and [h['loss'] for h in learn.history if h['phase'] == 'valid'] == full[:n]
