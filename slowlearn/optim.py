@@ -3,12 +3,12 @@
 # %% auto #0
 __all__ = ['MultiTensorOptimizer', 'SGD', 'Momentum', 'RMSProp', 'Adam', 'AdamW', 'MomentumCB']
 
-# %% ../nbs/05_optim.ipynb #b9b81fec
+# %% ../nbs/05_optim.ipynb #7f7bbc7c
 import torch
 from fastcore.basics import store_attr
 from .learner import Callback
 
-# %% ../nbs/05_optim.ipynb #83e96d75
+# %% ../nbs/05_optim.ipynb #dec7582a
 def _check_hypers(hp):
     "Raise `ValueError`, naming the argument and its allowed range, for a bad hyperparameter in `hp`."
     def bad(name, rng, v): raise ValueError(f"{name} must be {rng}, got {v}")
@@ -30,7 +30,7 @@ def _chunks(sizes, limit):
         total += n
     yield start, len(sizes)
 
-# %% ../nbs/05_optim.ipynb #99bc57cf
+# %% ../nbs/05_optim.ipynb #99efb3ce
 class MultiTensorOptimizer(torch.optim.Optimizer):
     "Base for our optimizers: gathers each param group's tensors and updates them with `torch._foreach_*` ops."
     chunk_numel = 2**17  # on the CPU, step ~128K elements at a time so they stay in cache across the passes
@@ -75,7 +75,7 @@ class MultiTensorOptimizer(torch.optim.Optimizer):
             else: gs = torch._foreach_add(gs, ps, alpha=wd)  # new tensors: `p.grad` itself stays untouched
         self.update(group, ps, gs, states)
 
-# %% ../nbs/05_optim.ipynb #5a7f9e73
+# %% ../nbs/05_optim.ipynb #072faff9
 class SGD(MultiTensorOptimizer):
     "Stochastic gradient descent, `p -= lr * grad`, with L2 or decoupled weight decay."
     def __init__(self, params, lr=1e-3, weight_decay=0., decoupled_wd=False):
@@ -83,7 +83,7 @@ class SGD(MultiTensorOptimizer):
 
     def update(self, group, ps, gs, states): torch._foreach_add_(ps, gs, alpha=-group['lr'])
 
-# %% ../nbs/05_optim.ipynb #0e284fb4
+# %% ../nbs/05_optim.ipynb #8c624d41
 def _zeros(p): return torch.zeros_like(p, memory_format=torch.preserve_format)
 
 class Momentum(MultiTensorOptimizer):
@@ -99,7 +99,7 @@ class Momentum(MultiTensorOptimizer):
         else: torch._foreach_mul_(bufs, mom); torch._foreach_add_(bufs, gs)
         torch._foreach_add_(ps, bufs, alpha=-group['lr'])
 
-# %% ../nbs/05_optim.ipynb #ed4fc60f
+# %% ../nbs/05_optim.ipynb #e7767c89
 class RMSProp(MultiTensorOptimizer):
     "Divide each gradient by the root of a moving average of its square (`torch.optim.RMSprop`'s math)."
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0., decoupled_wd=False,
@@ -119,7 +119,7 @@ class RMSProp(MultiTensorOptimizer):
         else: denom = torch._foreach_sqrt(sqs); torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(ps, gs, denom, value=-group['lr'])
 
-# %% ../nbs/05_optim.ipynb #817aeb23
+# %% ../nbs/05_optim.ipynb #23e41d60
 def _by_step(states, f):
     "`f(step)` when all `states` share their step count, else the list of `f(step)` per state."
     t = states[0]['step']
@@ -148,7 +148,7 @@ class Adam(MultiTensorOptimizer):
             torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(ps, ms, denom, _by_step(states, lambda t: -lr / (1 - b1**t)))
 
-# %% ../nbs/05_optim.ipynb #651298fb
+# %% ../nbs/05_optim.ipynb #e6b70554
 class AdamW(Adam):
     "Adam with decoupled weight decay, `p *= 1 - lr*weight_decay` before each step (`torch.optim.AdamW`)."
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, decoupled_wd=True,
@@ -156,7 +156,7 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled_wd=decoupled_wd,
                          eps_in_sqrt=eps_in_sqrt)
 
-# %% ../nbs/05_optim.ipynb #638b462f
+# %% ../nbs/05_optim.ipynb #45d72891
 class MomentumCB(Callback):
     "Scale the gradients by `momentum` instead of zeroing them, so plain SGD steps along their running sum."
     def __init__(self, momentum=0.85):
