@@ -3,7 +3,9 @@
 The model is 30 x (Linear(256,256) + LayerNorm(256)): 1,989,120 parameters in 120 tensors, with fixed random
 gradients. Each side gets its own copy. Sides are interleaved (A B C ... A B C ...) so machine noise hits
 every side alike; each rep times `--steps` consecutive steps. Prints the median ms per step and the ratios to
-torch's for-loop Adam (`foreach=False`, the CPU default) and to its fused Adam.
+torch's for-loop Adam (`foreach=False`, the CPU default) and to its fused Adam. Our unchunked Adam (one
+`_foreach` call per op over all 120 tensors) and torch's for-loop AdamW are there for reference.
+On a shared machine, compare the ratios rather than the milliseconds; OMP_NUM_THREADS sets the thread count.
     python bench/optim_step.py [--reps 30] [--steps 10] [--device cpu]
 """
 import argparse, copy, os, platform, statistics, time
@@ -31,6 +33,7 @@ def main(reps=30, steps=10, device='cpu'):
         'torch Adam foreach=False': partial(torch.optim.Adam, lr=1e-3, foreach=False),
         'torch Adam foreach=True': partial(torch.optim.Adam, lr=1e-3, foreach=True),
         'torch Adam fused=True': partial(torch.optim.Adam, lr=1e-3, fused=True),
+        'torch AdamW foreach=False': partial(torch.optim.AdamW, lr=1e-3, foreach=False),  # AdamW's extra decay pass
     }
     opts = {}
     for k, make in sides.items():
