@@ -4,7 +4,7 @@
 __all__ = ['BaseSchedulerCB', 'BatchSchedulerCB', 'EpochSchedulerCB', 'RecorderCB', 'sched_lin', 'sched_cos', 'sched_exp',
            'combine_scheds', 'ParamSchedulerCB', 'SuggestedLRs', 'LRFinderCB', 'warmup_cosine']
 
-# %% ../nbs/08_sched.ipynb #63173d20
+# %% ../nbs/08_sched.ipynb #0338a244
 import math, copy, bisect
 from collections import namedtuple
 from itertools import accumulate
@@ -16,7 +16,7 @@ from fastcore.foundation import L
 from .learner import Learner, Callback, CancelFitException, CancelEpochException
 from .metrics import MetricsCB
 
-# %% ../nbs/08_sched.ipynb #184bfb50
+# %% ../nbs/08_sched.ipynb #9808e930
 class BaseSchedulerCB(Callback):
     "Build `scheduler_factory(learn.opt, **kwargs)` as `self.sched` at the start of each fit; subclasses step it."
     def __init__(self, scheduler_factory, **kwargs):
@@ -62,7 +62,7 @@ class EpochSchedulerCB(BaseSchedulerCB):
             if not h or h[-1]['phase'] != 'valid': raise ValueError("EpochSchedulerCB(ReduceLROnPlateau) needs MetricsCB for the validation loss")
             self.sched.step(h[-1]['loss'])
 
-# %% ../nbs/08_sched.ipynb #71b931b1
+# %% ../nbs/08_sched.ipynb #33c95bd9
 def _hyper_key(g, name):
     "The param-group key holding `name`: momentum lives in `betas[0]` for Adam-like optimizers."
     if name == 'momentum' and 'momentum' not in g and 'betas' in g: return 'betas'
@@ -81,7 +81,7 @@ def _set_hyper(g, name, v):
     k = _hyper_key(g, name)
     g[k] = (v, *g[k][1:]) if k == 'betas' else v
 
-# %% ../nbs/08_sched.ipynb #4a447390
+# %% ../nbs/08_sched.ipynb #e748d9dd
 class RecorderCB(Callback):
     "Record the loss and named values per training batch; a getter is a key of the first param group or a function of the learner."
     def __init__(self, **getters):
@@ -127,7 +127,7 @@ class RecorderCB(Callback):
         plt.tight_layout()
         return axs[0]
 
-# %% ../nbs/08_sched.ipynb #ba6c3903
+# %% ../nbs/08_sched.ipynb #ccbba60b
 def sched_lin(start, end):
     "Linear schedule from `start` (position 0) to `end` (position 1)."
     return lambda pos: start + pos*(end - start)
@@ -141,7 +141,7 @@ def sched_exp(start, end):
     if not (start > 0 and end > 0): raise ValueError(f"sched_exp needs start > 0 and end > 0, got start={start}, end={end}")
     return lambda pos: start * (end/start)**pos
 
-# %% ../nbs/08_sched.ipynb #5ae49021
+# %% ../nbs/08_sched.ipynb #bdd189de
 def combine_scheds(pcts, scheds):
     "One schedule running `scheds[i]` over the fraction `pcts[i]` of the positions [0, 1], in order."
     pcts,scheds = list(pcts),list(scheds)
@@ -155,7 +155,7 @@ def combine_scheds(pcts, scheds):
         return scheds[i]((pos - start)/pcts[i])
     return _f
 
-# %% ../nbs/08_sched.ipynb #f4617e1a
+# %% ../nbs/08_sched.ipynb #fd0f7fd5
 class ParamSchedulerCB(Callback):
     "Before each training batch set hyperparameter `k` of every param group to `scheds[k](pos)`, `pos` = steps taken / total."
     def __init__(self, scheds, optional=()):
@@ -178,7 +178,7 @@ class ParamSchedulerCB(Callback):
             for g in learn.opt.param_groups:
                 if k not in self.optional or _has_hyper(g, k): _set_hyper(g, k, v)
 
-# %% ../nbs/08_sched.ipynb #e8cea5d3
+# %% ../nbs/08_sched.ipynb #46c0bad0
 def _check_pos(name, v):
     if not isinstance(v, Real) or isinstance(v, bool) or not v > 0: raise ValueError(f"{name} must be a number > 0, got {v!r}")
     return v
@@ -195,14 +195,14 @@ def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., 
     if moms is not None: scheds['momentum'] = combine_scheds(phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
     self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'])] + list(L(cbs)), lr=lr_max/div)
 
-# %% ../nbs/08_sched.ipynb #7fe3193f
+# %% ../nbs/08_sched.ipynb #66832203
 class SuggestedLRs(namedtuple('SuggestedLRs', 'steep minimum')):
     "LRs suggested by `lr_find`: `steep`est descent of the smoothed loss, and the LR of its `minimum` / 10."
     def __repr__(self): return f"SuggestedLRs(steep={self.steep:.3g}, minimum={self.minimum:.3g})"
 
 class LRFinderCB(Callback):
     "Grow the LR exponentially from `start_lr` to `end_lr` over `num_it` training batches recording the loss; stop early when it diverges."
-    def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div=4., beta=0.98):
+    def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div=4., beta=0.8):
         _check_pos('start_lr', start_lr)
         if not (isinstance(end_lr, Real) and end_lr > start_lr): raise ValueError(f"end_lr must be > start_lr={start_lr}, got {end_lr!r}")
         if not isinstance(num_it, Integral) or isinstance(num_it, bool) or num_it < 2: raise ValueError(f"num_it must be an integer >= 2, got {num_it!r}")
@@ -254,7 +254,7 @@ class LRFinderCB(Callback):
         ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend()
         return ax
 
-# %% ../nbs/08_sched.ipynb #6df3508a
+# %% ../nbs/08_sched.ipynb #2c6bb52b
 @patch
 def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, show_plot=True):
     "Find a learning rate with `LRFinderCB`, plot loss against LR, restore model and optimizer, and return `SuggestedLRs`."
@@ -274,7 +274,7 @@ def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, 
     if show_plot: cb.plot(sugg)
     return sugg
 
-# %% ../nbs/08_sched.ipynb #5b2f61d6
+# %% ../nbs/08_sched.ipynb #e4fe3ecd
 def warmup_cosine(lr, warmup_steps, total_steps):
     "Function of the step: linear from 0 to `lr` over `warmup_steps`, then cosine down to 0 at `total_steps`."
     for nm,v in (('warmup_steps', warmup_steps), ('total_steps', total_steps)):
