@@ -1,21 +1,22 @@
-"""The training run `test_distributed.py` compares: run in-process as the 1-process reference, or as a script under
-`torchrun --nproc_per_node 2 tests/ddp_train.py OUT`, where each rank saves its weights, history and printed output."""
-import io, os, sys
+"""The training runs `test_distributed.py` compares: run in-process as the 1-process reference, or as a script under
+`torchrun --nproc_per_node 2 tests/ddp_train.py OUT [kill|resume]`, where each rank saves what it ended with."""
+import io, os, signal, sys
 from contextlib import redirect_stdout
 from pathlib import Path
 import torch
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
-from slowlearn.learner import Learner
+from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB, ProgressCB
 from slowlearn.data import DataLoaders
-from slowlearn.distributed import DDPCB
+from slowlearn.checkpoint import CheckpointCB
+from slowlearn.distributed import DDPCB, is_main_process
 
 # name: (n_train, n_valid, bs). 41 = 3*12 + 5: the last batch splits 3/2 over 2 ranks; 37 = 3*12 + 1: rank 1's shard
 # of the last batch is empty. The validation sets end the same two ways.
 CASES = dict(uneven=(41, 23, 12), empty_shard=(37, 25, 12))
 
-def fit(n_train, n_valid, bs, epochs=3, ddp=True):
+def fit(n_train, n_valid, bs, epochs=3, ddp=True, cbs=(), resume=None):
     "Train a small MLP (no BatchNorm) with momentum SGD on fixed random data, with `DDPCB` if `ddp`; returns the learner."
     g = torch.Generator().manual_seed(0)
     x,y = torch.randn(n_train + n_valid, 6, generator=g),torch.randint(0, 3, (n_train + n_valid,), generator=g)
@@ -23,13 +24,34 @@ def fit(n_train, n_valid, bs, epochs=3, ddp=True):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
     opt = lambda ps, lr: torch.optim.SGD(ps, lr, momentum=0.9)
-    learn = Learner(model, dls, lr=0.1, opt_func=opt, cbs=[MetricsCB(MulticlassAccuracy()), ProgressCB(notebook=False)] + [DDPCB()]*ddp)
-    learn.fit(epochs)
+    learn = Learner(model, dls, lr=0.1, opt_func=opt,
+                    cbs=[MetricsCB(MulticlassAccuracy()), ProgressCB(notebook=False)] + [DDPCB()]*ddp + list(cbs))
+    learn.fit(epochs, resume=resume)
     return learn
 
+class KillCB(Callback):
+    "SIGKILL rank 0 at the start of epoch `epoch`, after the previous epoch's checkpoint is written."
+    order = 200
+    def __init__(self, epoch): self.epoch = epoch
+    def before_epoch(self, learn):
+        if learn.epoch == self.epoch and learn.training and os.environ.get('RANK') == '0': os.kill(os.getpid(), signal.SIGKILL)
+
+def fit_with_checkpoints(ckpt_dir, kill_at=None, resume=None, ddp=True):
+    "The 'uneven' case for 4 epochs, checkpointing every epoch into `ckpt_dir`."
+    # every rank needs a CheckpointCB to resume, but only rank 0 may write (CheckpointCB doesn't check the rank itself)
+    ckpt = CheckpointCB(ckpt_dir, every_n_epochs=1 if is_main_process() else None)
+    cbs = [ckpt] + ([KillCB(kill_at)] if kill_at is not None else [])
+    return fit(*CASES['uneven'], epochs=4, ddp=ddp, cbs=cbs, resume=resume)
+
+def save(learn, fname, printed=''):
+    torch.save(dict(weights=learn.model.state_dict(), history=learn.history, printed=printed,
+                    plain_model=not isinstance(learn.model, nn.parallel.DistributedDataParallel)), fname)
+
 if __name__ == '__main__':
-    out,rank = Path(sys.argv[1]),int(os.environ['RANK'])
-    for name,args in CASES.items():
-        with redirect_stdout(buf := io.StringIO()): learn = fit(*args)
-        torch.save(dict(weights=learn.model.state_dict(), history=learn.history, printed=buf.getvalue(),
-                        plain_model=not isinstance(learn.model, nn.parallel.DistributedDataParallel)), out/f'{name}_rank{rank}.pt')
+    out,rank,mode = Path(sys.argv[1]),int(os.environ['RANK']),(sys.argv[2:] or ['cases'])[0]
+    if mode == 'cases':
+        for name,args in CASES.items():
+            with redirect_stdout(buf := io.StringIO()): learn = fit(*args)
+            save(learn, out/f'{name}_rank{rank}.pt', buf.getvalue())
+    elif mode == 'kill': fit_with_checkpoints(out/'ckpt', kill_at=2)
+    elif mode == 'resume': save(fit_with_checkpoints(out/'ckpt', resume=True), out/f'resumed_rank{rank}.pt')

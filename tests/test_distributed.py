@@ -1,5 +1,5 @@
 "`DDPCB`: 2 gloo processes under torchrun against 1 process with the same global batch, sharding, and the no-op case."
-import importlib.util, io, os, socket, subprocess, sys
+import importlib.util, io, json, os, socket, subprocess, sys
 from contextlib import redirect_stdout
 from pathlib import Path
 import pytest, torch
@@ -82,3 +82,17 @@ def test_is_main_process_reads_torchrun_rank_before_the_process_group_exists(mon
     monkeypatch.delenv('RANK', raising=False); assert is_main_process()
     monkeypatch.setenv('RANK', '0'); assert is_main_process()
     monkeypatch.setenv('RANK', '1'); assert not is_main_process()
+
+def test_a_torchrun_job_killed_and_resumed_ends_like_one_uninterrupted_process(tmp_path):
+    with redirect_stdout(io.StringIO()): ref = ddp_train.fit_with_checkpoints(tmp_path/'ref_ckpt', ddp=False)
+    res = torchrun(HERE/'ddp_train.py', tmp_path, 'kill')
+    assert res.returncode != 0                                            # rank 0 was SIGKILLed in epoch 2
+    assert [e['epoch'] for e in json.loads((tmp_path/'ckpt'/'index.json').read_text())['checkpoints']] == [0, 1]
+    res = torchrun(HERE/'ddp_train.py', tmp_path, 'resume')
+    assert res.returncode == 0, res.stderr[-4000:]
+    for r in range(2):
+        got = torch.load(tmp_path/f'resumed_rank{r}.pt', weights_only=False)
+        assert_close(got['weights'], ref.model.state_dict(), rtol=0, atol=1e-5)
+        assert [(h['epoch'], h['phase']) for h in got['history']] == [(h['epoch'], h['phase']) for h in ref.history]
+        for a,b in zip(got['history'], ref.history):
+            assert a['loss'] == pytest.approx(b['loss'], abs=1e-5) and a['accuracy'] == pytest.approx(b['accuracy'], abs=1e-5)
