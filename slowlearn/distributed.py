@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['shard_bounds', 'is_main_process', 'DDPCB']
 
-# %% ../nbs/12_distributed.ipynb #8dab1b9f
+# %% ../nbs/12_distributed.ipynb #e79ed0d5
 import contextlib, os, sys
 import torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -11,7 +11,7 @@ from torcheval.metrics.toolkit import get_synced_metric
 from .learner import Callback, DeviceCB
 from .metrics import MetricsCB
 
-# %% ../nbs/12_distributed.ipynb #bdfd8431
+# %% ../nbs/12_distributed.ipynb #c849c551
 def shard_bounds(n, rank, world):
     "Start and end of rank `rank`'s contiguous shard of `n` items split over `world` ranks, as `torch.tensor_split` cuts."
     if not 0 <= rank < world: raise ValueError(f"rank must be in [0, {world}), got {rank}")
@@ -19,7 +19,7 @@ def shard_bounds(n, rank, world):
     start = rank * q + min(rank, r)
     return start, start + q + (rank < r)
 
-# %% ../nbs/12_distributed.ipynb #9591c5b4
+# %% ../nbs/12_distributed.ipynb #818f5871
 def is_main_process():
     "False only in a distributed process of rank > 0: the one process that prints and writes files says True."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank() == 0
@@ -27,7 +27,7 @@ def is_main_process():
 
 def _under_torchrun(): return 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
 
-# %% ../nbs/12_distributed.ipynb #3d505950
+# %% ../nbs/12_distributed.ipynb #d72f506c
 class DDPCB(Callback):
     "Data-parallel training under `torchrun`: shard each batch over ranks, average gradients with DDP, report global metrics."
     order = DeviceCB.order - 1      # shard batches before DeviceCB moves them; set the GPU before it moves the model
