@@ -88,6 +88,8 @@ def parser():
                    'validation loss and keep the best epoch\'s weights (default: no early stopping)')
     f.add_argument('--accumulate', type=_num(int, 1), default=1, help='batches per optimizer step, >= 1: the gradient of '
                    'the mean loss over accumulate x bs images (default: 1)')
+    f.add_argument('--config', default=None, metavar='CFG', help='train the TrainConfig saved in the JSON file CFG and '
+                   'write its whole run folder to --out (the other training options then come from CFG)')
     return p
 
 def write_history(history, fname):
@@ -100,6 +102,7 @@ def write_history(history, fname):
 def fit_cmd(args):
     "Run `slowlearn fit` with parsed `args`."
     prog = 'slowlearn fit'
+    if args.config is not None: return _fit_config(args, prog)
     if args.data is not None and not Path(args.data).is_dir(): _die(prog, f'--data {args.data!r} is not a readable folder')
     out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
     try: out.mkdir(parents=True, exist_ok=True)
@@ -112,6 +115,21 @@ def fit_cmd(args):
     torch.save(learn.model.state_dict(), out/'model.pt')
     write_history(learn.history, out/'history.csv')
     print(f'wrote {out/"model.pt"} and {out/"history.csv"}')
+
+def _fit_config(args, prog):
+    "`slowlearn fit --config CFG`: the run a `TrainConfig` JSON file describes, with its whole run folder."
+    from .experiments import TrainConfig, fit_config    # imported here: slowlearn.experiments imports this module
+    from .distributed import is_main_process
+    dflt = vars(parser().parse_args(['fit']))
+    if given := [f"--{k.replace('_', '-')}" for k,v in vars(args).items() if k not in ('config', 'out', 'resume') and v != dflt[k]]:
+        _die(prog, f'--config {args.config} holds the training settings: drop {" ".join(given)} (or edit the file)')
+    if args.resume and args.out is None: _die(prog, '--resume with --config needs --out, the run folder to continue')
+    try: cfg = TrainConfig.load(args.config)
+    except (OSError, ValueError, TypeError) as e: _die(prog, e)
+    out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
+    try: fit_config(cfg, out, resume=args.resume or False)
+    except (FileNotFoundError, ValueError, OSError, CheckpointError) as e: _die(prog, e)
+    if is_main_process(): print(f'wrote the run folder {out}')
 
 def main(argv=None):
     "Entry point of the `slowlearn` console script."

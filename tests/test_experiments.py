@@ -369,3 +369,41 @@ def test_patience_stops_the_run_where_the_rule_says(fake_fmnist):
         learn = fit_config(replace(cfg, patience=patience), progress=False)
         n = stop_after(full, patience)
         assert n < 6 and [h['loss'] for h in learn.history if h['phase'] == 'valid'] == full[:n]
+
+# --- slowlearn fit --config
+from slowlearn.cli import main
+
+def test_fit_config_command_writes_the_run_folder(tmp_path, fake_fmnist, capsys):
+    SMALL.save(tmp_path/'cfg.json')
+    main(['fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run')])
+    assert f"wrote the run folder {tmp_path/'run'}" in capsys.readouterr().out
+    ref = fit_config(SMALL, tmp_path/'ref', progress=False)
+    assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
+    assert TrainConfig.load(tmp_path/'run'/'config.json') == SMALL
+    sd = torch.load(tmp_path/'run'/'model.pt')
+    assert all(torch.equal(sd[k], v) for k,v in ref.model.state_dict().items())
+
+def test_fit_config_command_resumes_a_killed_run(tmp_path, fake_fmnist, capsys):
+    SMALL.save(tmp_path/'cfg.json')
+    class Kill(Callback):
+        def before_epoch(self, learn):
+            if learn.epoch == 1: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): fit_config(SMALL, tmp_path/'run', cbs=[Kill()], progress=False)
+    main(['fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run'), '--resume'])
+    fit_config(SMALL, tmp_path/'ref', progress=False)
+    assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
+
+@pytest.mark.parametrize('extra,msg', [(['--lr', '0.5'], 'drop --lr'), (['--epochs', '2', '--ckpt-dir', 'x'], 'drop --epochs --ckpt-dir'),
+                                       (['--resume'], '--resume with --config needs --out')])
+def test_fit_config_command_refuses_conflicting_options(tmp_path, capsys, extra, msg):
+    SMALL.save(tmp_path/'cfg.json')
+    with pytest.raises(SystemExit) as e: main(['fit', '--config', str(tmp_path/'cfg.json'), *extra])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
+
+@pytest.mark.parametrize('text,msg', [(None, 'No such file'), ('{"lr": -1}', 'lr must be a number > 0'), ('{"lr_max": 1}', 'unknown settings')])
+def test_fit_config_command_reports_a_bad_config_in_one_line(tmp_path, capsys, text, msg):
+    if text is not None: (tmp_path/'cfg.json').write_text(text)
+    with pytest.raises(SystemExit) as e: main(['fit', '--config', str(tmp_path/'cfg.json')])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
