@@ -4,7 +4,7 @@
 __all__ = ['set_seed', 'CSVLoggerCB', 'TensorBoardCB', 'TrainConfig', 'config_dls', 'fit_config', 'uniform', 'log_uniform',
            'draw_configs', 'load_trials', 'sort_trials', 'random_search']
 
-# %% ../nbs/11_experiments.ipynb #b0ac500d
+# %% ../nbs/11_experiments.ipynb #b0773a43
 import csv, dataclasses, json, math, os, random, sys, time, warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -21,7 +21,7 @@ from .checkpoint import CheckpointCB, EarlyStoppingCB
 from .cli import fmnist_cnn
 from .distributed import DDPCB, is_main_process
 
-# %% ../nbs/11_experiments.ipynb #344567e2
+# %% ../nbs/11_experiments.ipynb #399a4b8b
 def set_seed(seed, deterministic=None):
     "Seed Python's, NumPy's and torch's global generators (CPU and all GPUs); `deterministic` turns torch's deterministic algorithms on or off."
     if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32:
@@ -33,7 +33,7 @@ def set_seed(seed, deterministic=None):
     torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.benchmark = False if deterministic else torch.backends.cudnn.benchmark
 
-# %% ../nbs/11_experiments.ipynb #d68ec938
+# %% ../nbs/11_experiments.ipynb #fee66631
 class CSVLoggerCB(Callback):
     "Append each `learn.history` record to the CSV file `path` as soon as it is made; resumed fits continue the file."
     order = MetricsCB.order + 1     # after MetricsCB has made this epoch's record
@@ -71,7 +71,7 @@ class CSVLoggerCB(Callback):
             w = csv.DictWriter(f, self.cols); w.writeheader(); w.writerows(rows)
         os.replace(tmp, self.path)
 
-# %% ../nbs/11_experiments.ipynb #501ccdaa
+# %% ../nbs/11_experiments.ipynb #27c6c29e
 _TB_HELP = ('TensorBoardCB needs the tensorboard package: pip install -e ".[tensorboard]" in a slowlearn checkout '
             '(or pip install tensorboard)')
 
@@ -116,7 +116,7 @@ def _hypers(groups):
         if mom is not None: res[f'momentum{sfx}'] = mom
     return res
 
-# %% ../nbs/11_experiments.ipynb #0b7c3d1d
+# %% ../nbs/11_experiments.ipynb #9946ad26
 _CHOICES = dict(model=('cnn', 'mlp'), sched=('one_cycle', 'warmup_cosine', 'constant'), opt=('adamw', 'sgd'))
 
 @dataclasses.dataclass
@@ -180,7 +180,7 @@ class TrainConfig:
 
 def _is_int(v): return isinstance(v, Integral) and not isinstance(v, bool)
 
-# %% ../nbs/11_experiments.ipynb #10d8fa04
+# %% ../nbs/11_experiments.ipynb #397c6e62
 def _mlp(widths, n_in=28*28, n_out=10):
     layers = [nn.Flatten()]
     for a,b in zip((n_in, *widths), widths): layers += [nn.Linear(a, b), nn.ReLU()]
@@ -221,7 +221,8 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True):
     if cfg.patience: run_cbs.append(EarlyStoppingCB(patience=cfg.patience))
     if out is not None:
         run_cbs.append(CSVLoggerCB(out/'history.csv'))
-        if cfg.checkpoint: run_cbs.append(CheckpointCB(out/'checkpoints'))
+        # every process loads checkpoints when resuming, only the main one writes them
+        if cfg.checkpoint: run_cbs.append(CheckpointCB(out/'checkpoints', every_n_epochs=1 if is_main_process() else None))
     learn = Learner(model, dls, lr=cfg.lr, opt_func=opt_func, cbs=run_cbs + list(cbs or []))
     learn.fit(cfg.epochs, resume=resume)
     if out is not None and is_main_process():
@@ -243,7 +244,7 @@ def _plot_run(learn, rec, out):
     ax.plot(rec['lr']); ax.set(xlabel='batch', ylabel='learning rate')
     fig.savefig(out/'lr.png', dpi=100, bbox_inches='tight'); plt.close(fig)
 
-# %% ../nbs/11_experiments.ipynb #179f1132
+# %% ../nbs/11_experiments.ipynb #44030d44
 class _Range:
     "A distribution on [`lo`, `hi`] for `random_search`: uniform, or log-uniform when `log`."
     def __init__(self, lo, hi, log): self.lo,self.hi,self.log = lo,hi,log
@@ -267,7 +268,7 @@ def log_uniform(lo, hi):
     "Search-space distribution: a float between `lo` > 0 and `hi` whose logarithm is uniform (each decade equally likely)."
     _check_range(lo, hi, pos=True); return _Range(lo, hi, True)
 
-# %% ../nbs/11_experiments.ipynb #04440aaa
+# %% ../nbs/11_experiments.ipynb #abdd1eaf
 def _key(config): return json.dumps(config, sort_keys=True)
 
 def _check_space(space):
@@ -299,7 +300,7 @@ def draw_configs(space, n, seed=0):
             warnings.warn(f"stopped after {len(res)} configurations: 10,000 draws in a row repeated one already drawn"); break
     return res
 
-# %% ../nbs/11_experiments.ipynb #aeaadacb
+# %% ../nbs/11_experiments.ipynb #55e32c96
 def load_trials(path):
     "The trials recorded in the JSON-lines file `path`; a last line cut short by a crash is dropped from the file."
     path = Path(path)
