@@ -407,3 +407,19 @@ def test_fit_config_command_reports_a_bad_config_in_one_line(tmp_path, capsys, t
     with pytest.raises(SystemExit) as e: main(['fit', '--config', str(tmp_path/'cfg.json')])
     err = capsys.readouterr().err
     assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
+
+# --- CSVLoggerCB with the real CheckpointCB
+from slowlearn.checkpoint import CheckpointCB
+
+@pytest.mark.parametrize('every', [dict(every_n_epochs=2), dict(every_n_epochs=None, every_n_steps=5)])
+def test_csv_resumed_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, every):
+    # 3 batches an epoch; a crash at the start of epoch 3 leaves rows logged after the last checkpoint
+    # (after epoch 1 with every_n_epochs=2; in epoch 1, after step 5, with every_n_steps=5)
+    ref = learner([CSVLoggerCB(tmp_path/'ref.csv')]); ref.fit(4)
+    class Crash(Callback):
+        def before_epoch(self, learn):
+            if learn.epoch == 3 and learn.training: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): learner([CSVLoggerCB(tmp_path/'h.csv'), CheckpointCB(tmp_path/'ck', **every), Crash()]).fit(4)
+    assert len(read_csv(tmp_path/'h.csv')) == 6
+    learner([CSVLoggerCB(tmp_path/'h.csv'), CheckpointCB(tmp_path/'ck', **every)]).fit(4, resume=True)
+    assert (tmp_path/'h.csv').read_text() == (tmp_path/'ref.csv').read_text()
