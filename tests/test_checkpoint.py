@@ -164,6 +164,16 @@ def test_checkpoint_holds_the_full_state(tmp_path):
     assert [(r['epoch'], r['phase']) for r in first['history']] == [(0, 'train'), (0, 'valid')]
     assert first['callbacks']['OneCycle']['last_epoch'] == 14 and first['callbacks']['MetricsCB']['n'] == 4 * 16
 
+def test_only_the_main_process_writes_checkpoints(tmp_path, monkeypatch):
+    "Under torchrun (RANK set, before a process group exists) ranks above 0 neither checkpoint nor save."
+    monkeypatch.setenv('RANK', '1'); monkeypatch.setenv('WORLD_SIZE', '2')
+    learn = make_learn([CheckpointCB(tmp_path/'ck', every_n_steps=3)]); learn.fit(1)
+    learn.save(tmp_path/'model.pt')
+    assert not (tmp_path/'model.pt').exists() and not any((tmp_path/'ck').glob('*.pt'))
+    monkeypatch.setenv('RANK', '0')
+    learn.fit(1); learn.save(tmp_path/'model.pt')
+    assert (tmp_path/'model.pt').exists() and any((tmp_path/'ck').glob('*.pt'))
+
 @pytest.mark.parametrize('at', [4, 10, 23])  # mid-epoch, right after an epoch's last step, mid-epoch of the last epoch
 def test_resume_after_crash_equals_uninterrupted(tmp_path, at):
     ref = make_learn([OneCycle()]); ref.fit(3)
