@@ -4,7 +4,7 @@
 __all__ = ['BaseSchedulerCB', 'BatchSchedulerCB', 'EpochSchedulerCB', 'RecorderCB', 'sched_lin', 'sched_cos', 'sched_exp',
            'combine_scheds', 'ParamSchedulerCB', 'SuggestedLRs', 'LRFinderCB', 'warmup_cosine']
 
-# %% ../nbs/08_sched.ipynb #0338a244
+# %% ../nbs/08_sched.ipynb #28163b46
 import math, copy, bisect
 from collections import namedtuple
 from itertools import accumulate
@@ -16,7 +16,7 @@ from fastcore.foundation import L
 from .learner import Learner, Callback, CancelFitException, CancelEpochException
 from .metrics import MetricsCB
 
-# %% ../nbs/08_sched.ipynb #9808e930
+# %% ../nbs/08_sched.ipynb #da0775cd
 class BaseSchedulerCB(Callback):
     "Build `scheduler_factory(learn.opt, **kwargs)` as `self.sched` at the start of each fit; subclasses step it."
     def __init__(self, scheduler_factory, **kwargs):
@@ -62,7 +62,7 @@ class EpochSchedulerCB(BaseSchedulerCB):
             if not h or h[-1]['phase'] != 'valid': raise ValueError("EpochSchedulerCB(ReduceLROnPlateau) needs MetricsCB for the validation loss")
             self.sched.step(h[-1]['loss'])
 
-# %% ../nbs/08_sched.ipynb #33c95bd9
+# %% ../nbs/08_sched.ipynb #8c163854
 def _hyper_key(g, name):
     "The param-group key holding `name`: momentum lives in `betas[0]` for Adam-like optimizers."
     if name == 'momentum' and 'momentum' not in g and 'betas' in g: return 'betas'
@@ -81,7 +81,7 @@ def _set_hyper(g, name, v):
     k = _hyper_key(g, name)
     g[k] = (v, *g[k][1:]) if k == 'betas' else v
 
-# %% ../nbs/08_sched.ipynb #e748d9dd
+# %% ../nbs/08_sched.ipynb #394dc165
 class RecorderCB(Callback):
     "Record the loss and named values per training batch; a getter is a key of the first param group or a function of the learner."
     def __init__(self, **getters):
@@ -127,7 +127,7 @@ class RecorderCB(Callback):
         plt.tight_layout()
         return axs[0]
 
-# %% ../nbs/08_sched.ipynb #ccbba60b
+# %% ../nbs/08_sched.ipynb #5eb92f02
 def sched_lin(start, end):
     "Linear schedule from `start` (position 0) to `end` (position 1)."
     return lambda pos: start + pos*(end - start)
@@ -141,7 +141,7 @@ def sched_exp(start, end):
     if not (start > 0 and end > 0): raise ValueError(f"sched_exp needs start > 0 and end > 0, got start={start}, end={end}")
     return lambda pos: start * (end/start)**pos
 
-# %% ../nbs/08_sched.ipynb #bdd189de
+# %% ../nbs/08_sched.ipynb #d15465e4
 def combine_scheds(pcts, scheds):
     "One schedule running `scheds[i]` over the fraction `pcts[i]` of the positions [0, 1], in order."
     pcts,scheds = list(pcts),list(scheds)
@@ -155,7 +155,7 @@ def combine_scheds(pcts, scheds):
         return scheds[i]((pos - start)/pcts[i])
     return _f
 
-# %% ../nbs/08_sched.ipynb #fd0f7fd5
+# %% ../nbs/08_sched.ipynb #c35d057d
 class ParamSchedulerCB(Callback):
     "Before each training batch set hyperparameter `k` of every param group to `scheds[k](pos)`, `pos` = steps taken / total."
     def __init__(self, scheds, optional=()):
@@ -178,13 +178,14 @@ class ParamSchedulerCB(Callback):
             for g in learn.opt.param_groups:
                 if k not in self.optional or _has_hyper(g, k): _set_hyper(g, k, v)
 
-# %% ../nbs/08_sched.ipynb #46c0bad0
+# %% ../nbs/08_sched.ipynb #f87bc42e
 def _check_pos(name, v):
     if not isinstance(v, Real) or isinstance(v, bool) or not v > 0: raise ValueError(f"{name} must be a number > 0, got {v!r}")
     return v
 
 @patch
-def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95), cbs=None):
+def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95), cbs=None,
+                  resume=None, steps_per_epoch=None):
     "Fit with one cycle: LR from `lr_max/div` up to `lr_max` over `pct_start` of the steps, then down to `lr_max/div_final`; momentum the opposite way."
     lr_max = _check_pos('lr_max', self.lr if lr_max is None else lr_max)
     if not isinstance(pct_start, Real) or not 0 < pct_start < 1: raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
@@ -193,9 +194,10 @@ def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., 
     phases = [pct_start, 1 - pct_start]
     scheds = {'lr': combine_scheds(phases, [sched_cos(lr_max/div, lr_max), sched_cos(lr_max, lr_max/div_final)])}
     if moms is not None: scheds['momentum'] = combine_scheds(phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
-    self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'])] + list(L(cbs)), lr=lr_max/div)
+    self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'])] + list(L(cbs)), lr=lr_max/div,
+             resume=resume, steps_per_epoch=steps_per_epoch)
 
-# %% ../nbs/08_sched.ipynb #66832203
+# %% ../nbs/08_sched.ipynb #052b3260
 class SuggestedLRs(namedtuple('SuggestedLRs', 'steep minimum')):
     "LRs suggested by `lr_find`: `steep`est descent of the smoothed loss, and the LR of its `minimum` / 10."
     def __repr__(self): return f"SuggestedLRs(steep={self.steep:.3g}, minimum={self.minimum:.3g})"
@@ -254,7 +256,7 @@ class LRFinderCB(Callback):
         ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend()
         return ax
 
-# %% ../nbs/08_sched.ipynb #2c6bb52b
+# %% ../nbs/08_sched.ipynb #c96cc82a
 @patch
 def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, show_plot=True):
     "Find a learning rate with `LRFinderCB`, plot loss against LR, restore model and optimizer, and return `SuggestedLRs`."
@@ -274,7 +276,7 @@ def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, 
     if show_plot: cb.plot(sugg)
     return sugg
 
-# %% ../nbs/08_sched.ipynb #e4fe3ecd
+# %% ../nbs/08_sched.ipynb #e7da1688
 def warmup_cosine(lr, warmup_steps, total_steps):
     "Function of the step: linear from 0 to `lr` over `warmup_steps`, then cosine down to 0 at `total_steps`."
     for nm,v in (('warmup_steps', warmup_steps), ('total_steps', total_steps)):

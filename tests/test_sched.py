@@ -233,6 +233,13 @@ def test_fit_one_cycle_schedules_only_lr_without_momentum():
     assert 'momentum' not in spy.groups[0] and 'betas' not in spy.groups[0]
     assert spy.get('lr') == pytest.approx([0.004, (0.004 + 0.1)/2, 0.1, (0.1 + 1e-6)/2])   # a half-cosine's midpoint is the mean
 
+def test_fit_one_cycle_passes_steps_per_epoch_and_resume_to_fit():
+    spy = Spy()
+    learn = Learner(model(), data(), opt_func=PlainSGD, cbs=spy)   # 4 batches an epoch
+    learn.fit_one_cycle(2, 0.1, steps_per_epoch=3)
+    assert spy.train_batches == 6 and len(spy.groups) == 6
+    with pytest.raises(ValueError, match='resume'): learn.fit_one_cycle(1, 0.1, resume=True)   # no CheckpointCB
+
 @pytest.mark.parametrize('kw,msg', [(dict(pct_start=0), r'pct_start must be in \(0, 1\)'), (dict(pct_start=1.), r'pct_start must be in \(0, 1\)'),
                                     (dict(lr_max=0), 'lr_max must be'), (dict(div=0), 'div must be'), (dict(div_final=-1), 'div_final must be'),
                                     (dict(moms=(0.9, 0.8)), 'moms must be 3 values')])
