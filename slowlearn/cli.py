@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['conv_block', 'fmnist_cnn', 'train_fmnist', 'parser', 'write_history', 'fit_cmd', 'main']
 
-# %% ../nbs/04_cli.ipynb #0cce955e
+# %% ../nbs/04_cli.ipynb #a121fba5
 import argparse, csv, sys
 from datetime import datetime
 from functools import partial
@@ -11,12 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
-from .learner import Learner, Callback, DeviceCB
+from .learner import Learner, DeviceCB
+from .optim import AdamW
+import slowlearn.sched  # adds Learner.fit_one_cycle and Learner.lr_find
 from .metrics import MetricsCB, ProgressCB
 from .data import fashion_mnist
 from .checkpoint import CheckpointCB, EarlyStoppingCB, GradAccumCB, CheckpointError
 
-# %% ../nbs/04_cli.ipynb #ba040a1d
+# %% ../nbs/04_cli.ipynb #e4d4ff7d
 def conv_block(ni, nf, ks=3, act=True):
     "Stride-2 conv, followed by BatchNorm and ReLU when `act`."
     if not act: return nn.Conv2d(ni, nf, ks, stride=2, padding=ks // 2)
@@ -30,26 +32,17 @@ def fmnist_cnn(nfs=(16, 32, 64, 128), n_out=10):
         if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight)
     return model
 
-# %% ../nbs/04_cli.ipynb #d72ee074
-class _OneCycleCB(Callback):
-    "Step `torch.optim.lr_scheduler.OneCycleLR` after each training batch."
-    def __init__(self, lr_max): self.lr_max = lr_max
-    def before_fit(self, learn):
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, self.lr_max, total_steps=learn.n_epochs * learn.n_steps)
-    def after_step(self, learn): self.sched.step()
-    def state_dict(self): return self.sched.state_dict()
-    def load_state_dict(self, sd): self.sched.load_state_dict(sd)
-
+# %% ../nbs/04_cli.ipynb #a5e26214
 def train_fmnist(epochs=5, lr=1e-2, bs=512, data=None, seed=0, wd=1e-2, cbs=None, resume=None):
     "Train `fmnist_cnn` on Fashion-MNIST with AdamW and one-cycle; returns the `Learner`."
     dls = fashion_mnist(bs=bs, path=data, seed=seed)
     torch.manual_seed(seed)
-    learn = Learner(fmnist_cnn(), dls, lr=lr, opt_func=partial(torch.optim.AdamW, weight_decay=wd),
+    learn = Learner(fmnist_cnn(), dls, lr=lr, opt_func=partial(AdamW, weight_decay=wd),
                     cbs=[DeviceCB(), MetricsCB(MulticlassAccuracy()), ProgressCB()] + list(cbs or []))
-    learn.fit(epochs, cbs=_OneCycleCB(lr), resume=resume)
+    learn.fit_one_cycle(epochs, lr, resume=resume)
     return learn
 
-# %% ../nbs/04_cli.ipynb #e75e2ded
+# %% ../nbs/04_cli.ipynb #44ed41ce
 def _die(prog, msg):
     print(f'{prog}: error: ' + ' '.join(str(msg).split()), file=sys.stderr)
     sys.exit(2)
@@ -138,6 +131,6 @@ def main(argv=None):
     if args.cmd is None: p.print_help(); return
     if args.cmd == 'fit': fit_cmd(args)
 
-# %% ../nbs/04_cli.ipynb #e39b686b
+# %% ../nbs/04_cli.ipynb #4c9948c8
 #| eval: false
 if __name__ == '__main__': main()
