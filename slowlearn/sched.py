@@ -4,7 +4,7 @@
 __all__ = ['BaseSchedulerCB', 'BatchSchedulerCB', 'EpochSchedulerCB', 'RecorderCB', 'sched_lin', 'sched_cos', 'sched_exp',
            'combine_scheds', 'ParamSchedulerCB', 'SuggestedLRs', 'LRFinderCB', 'warmup_cosine']
 
-# %% ../nbs/08_sched.ipynb #28163b46
+# %% ../nbs/08_sched.ipynb #f5e04df8
 import math, copy, bisect
 from collections import namedtuple
 from itertools import accumulate
@@ -16,7 +16,7 @@ from fastcore.foundation import L
 from .learner import Learner, Callback, CancelFitException, CancelEpochException
 from .metrics import MetricsCB
 
-# %% ../nbs/08_sched.ipynb #da0775cd
+# %% ../nbs/08_sched.ipynb #5fd4e367
 class BaseSchedulerCB(Callback):
     "Build `scheduler_factory(learn.opt, **kwargs)` as `self.sched` at the start of each fit; subclasses step it."
     def __init__(self, scheduler_factory, **kwargs):
@@ -62,7 +62,7 @@ class EpochSchedulerCB(BaseSchedulerCB):
             if not h or h[-1]['phase'] != 'valid': raise ValueError("EpochSchedulerCB(ReduceLROnPlateau) needs MetricsCB for the validation loss")
             self.sched.step(h[-1]['loss'])
 
-# %% ../nbs/08_sched.ipynb #8c163854
+# %% ../nbs/08_sched.ipynb #d0aa609c
 def _hyper_key(g, name):
     "The param-group key holding `name`: momentum lives in `betas[0]` for Adam-like optimizers."
     if name == 'momentum' and 'momentum' not in g and 'betas' in g: return 'betas'
@@ -81,7 +81,7 @@ def _set_hyper(g, name, v):
     k = _hyper_key(g, name)
     g[k] = (v, *g[k][1:]) if k == 'betas' else v
 
-# %% ../nbs/08_sched.ipynb #394dc165
+# %% ../nbs/08_sched.ipynb #dbc1bc4a
 class RecorderCB(Callback):
     "Record the loss and named values per training batch; a getter is a key of the first param group or a function of the learner."
     def __init__(self, **getters):
@@ -127,7 +127,7 @@ class RecorderCB(Callback):
         plt.tight_layout()
         return axs[0]
 
-# %% ../nbs/08_sched.ipynb #5eb92f02
+# %% ../nbs/08_sched.ipynb #c9194a14
 def sched_lin(start, end):
     "Linear schedule from `start` (position 0) to `end` (position 1)."
     return lambda pos: start + pos*(end - start)
@@ -141,7 +141,7 @@ def sched_exp(start, end):
     if not (start > 0 and end > 0): raise ValueError(f"sched_exp needs start > 0 and end > 0, got start={start}, end={end}")
     return lambda pos: start * (end/start)**pos
 
-# %% ../nbs/08_sched.ipynb #d15465e4
+# %% ../nbs/08_sched.ipynb #8ca872c3
 def combine_scheds(pcts, scheds):
     "One schedule running `scheds[i]` over the fraction `pcts[i]` of the positions [0, 1], in order."
     pcts,scheds = list(pcts),list(scheds)
@@ -155,7 +155,7 @@ def combine_scheds(pcts, scheds):
         return scheds[i]((pos - start)/pcts[i])
     return _f
 
-# %% ../nbs/08_sched.ipynb #c35d057d
+# %% ../nbs/08_sched.ipynb #6d965e81
 class ParamSchedulerCB(Callback):
     "Before each training batch set hyperparameter `k` of every param group to `scheds[k](pos)`, `pos` = steps taken / total."
     def __init__(self, scheds, optional=()):
@@ -178,7 +178,7 @@ class ParamSchedulerCB(Callback):
             for g in learn.opt.param_groups:
                 if k not in self.optional or _has_hyper(g, k): _set_hyper(g, k, v)
 
-# %% ../nbs/08_sched.ipynb #f87bc42e
+# %% ../nbs/08_sched.ipynb #823b4b79
 def _check_pos(name, v):
     if not isinstance(v, Real) or isinstance(v, bool) or not v > 0: raise ValueError(f"{name} must be a number > 0, got {v!r}")
     return v
@@ -197,7 +197,7 @@ def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., 
     self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'])] + list(L(cbs)), lr=lr_max/div,
              resume=resume, steps_per_epoch=steps_per_epoch)
 
-# %% ../nbs/08_sched.ipynb #052b3260
+# %% ../nbs/08_sched.ipynb #f56c5204
 class SuggestedLRs(namedtuple('SuggestedLRs', 'steep minimum')):
     "LRs suggested by `lr_find`: `steep`est descent of the smoothed loss, and the LR of its `minimum` / 10."
     def __repr__(self): return f"SuggestedLRs(steep={self.steep:.3g}, minimum={self.minimum:.3g})"
@@ -256,7 +256,7 @@ class LRFinderCB(Callback):
         ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend()
         return ax
 
-# %% ../nbs/08_sched.ipynb #c96cc82a
+# %% ../nbs/08_sched.ipynb #3a63043f
 @patch
 def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, show_plot=True):
     "Find a learning rate with `LRFinderCB`, plot loss against LR, restore model and optimizer, and return `SuggestedLRs`."
@@ -276,7 +276,7 @@ def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, 
     if show_plot: cb.plot(sugg)
     return sugg
 
-# %% ../nbs/08_sched.ipynb #e7da1688
+# %% ../nbs/08_sched.ipynb #37979659
 def warmup_cosine(lr, warmup_steps, total_steps):
     "Function of the step: linear from 0 to `lr` over `warmup_steps`, then cosine down to 0 at `total_steps`."
     for nm,v in (('warmup_steps', warmup_steps), ('total_steps', total_steps)):
