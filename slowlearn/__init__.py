@@ -4,11 +4,21 @@ __version__ = "0.0.1"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_package.ipynb #de2bb737
+# %% ../nbs/99_package.ipynb #78d5fc75
+import sys
 from .data import *
 from .learner import *
 from .metrics import *
-from . import data, learner, metrics
+from .optim import *
+from .init import *
+from .layers import *
+from .sched import *
+from .checkpoint import *
+from .speed import *
+from .experiments import *
+from .distributed import *
+from .resnet import *
 
-# %% ../nbs/99_package.ipynb #633ea547
-__all__ = sorted({n for m in (data, learner, metrics) for n in m.__all__})
+# %% ../nbs/99_package.ipynb #75aeaf58
+_modules = 'data learner metrics optim init layers sched checkpoint speed experiments distributed resnet'.split()
+__all__ = sorted({n for m in _modules for n in sys.modules[f'slowlearn.{m}'].__all__})
