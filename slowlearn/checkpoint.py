@@ -4,7 +4,7 @@
 __all__ = ['rng_states', 'set_rng_states', 'CheckpointError', 'atomic_write', 'save_checkpoint', 'load_checkpoint',
            'load_model_state', 'CheckpointCB', 'EarlyStoppingCB', 'TerminateOnNaNCB', 'GradAccumCB']
 
-# %% ../nbs/09_checkpoint.ipynb #f6da021e
+# %% ../nbs/09_checkpoint.ipynb #251fffbe
 import hashlib, json, math, os, pickle, random, re, warnings, zipfile
 from pathlib import Path
 import numpy as np, torch
@@ -13,7 +13,7 @@ from .learner import Learner, Callback, CancelFitException, CancelStepException
 from .metrics import MetricsCB
 from .distributed import is_main_process
 
-# %% ../nbs/09_checkpoint.ipynb #e5b06b80
+# %% ../nbs/09_checkpoint.ipynb #94836fed
 def rng_states():
     "The states of the random generators training draws from: torch (CPU and every CUDA device), NumPy and Python."
     _, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -33,7 +33,7 @@ def set_rng_states(st):
         else: warnings.warn(f"checkpoint has CUDA RNG states for {len(st['cuda'])} devices, this machine has "
                             f"{torch.cuda.device_count()}: CUDA random numbers will differ from the original run")
 
-# %% ../nbs/09_checkpoint.ipynb #a94ad395
+# %% ../nbs/09_checkpoint.ipynb #04e4fc1b
 class CheckpointError(RuntimeError):
     "A checkpoint file that can't be used: unreadable, corrupt, unsafe, or made for another model."
 
@@ -49,7 +49,7 @@ def _check_plain(o, where):
     else: raise TypeError(f"{where} is a {type(o).__name__}: checkpoints hold only tensors, numbers, strings and "
                           f"lists/tuples/dicts of them, so that loading them never runs code")
 
-# %% ../nbs/09_checkpoint.ipynb #cb0cc749
+# %% ../nbs/09_checkpoint.ipynb #3c3ef585
 def _fsync_dir(d):
     try: fd = os.open(d, os.O_RDONLY)
     except OSError: return          # e.g. Windows: directories can't be opened
@@ -70,7 +70,7 @@ def atomic_write(path, write):
     _fsync_dir(path.parent)
     return path
 
-# %% ../nbs/09_checkpoint.ipynb #054a624e
+# %% ../nbs/09_checkpoint.ipynb #c5997c2a
 def save_checkpoint(obj, path):
     "Atomically save `obj` (tensors and plain containers only) to `path`; returns the file's SHA-256."
     _check_plain(obj, 'checkpoint')
@@ -98,7 +98,7 @@ def _sha256(path):
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/09_checkpoint.ipynb #8780df1f
+# %% ../nbs/09_checkpoint.ipynb #83be4369
 def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
 
 def _to(o, device):
@@ -130,7 +130,7 @@ def _check_state(ck, src, fmt, need):
         raise CheckpointError(f"{src} is not a slowlearn {'checkpoint' if len(fmt) == 1 else 'model file'} ({what})")
     return ck
 
-# %% ../nbs/09_checkpoint.ipynb #fac030ac
+# %% ../nbs/09_checkpoint.ipynb #dd05911b
 @patch
 def save(self:Learner, path, with_opt=True):
     "Save the model's weights, and the optimizer's state with `with_opt`, atomically to `path` (only the main process writes)."
@@ -151,21 +151,7 @@ def load(self:Learner, path, with_opt=True):
         except (ValueError, KeyError) as e: raise CheckpointError(f"{path}: its optimizer state doesn't fit this learner's optimizer ({e})") from None
     return self
 
-# %% ../nbs/09_checkpoint.ipynb #3a84547c
-if not hasattr(MetricsCB, 'state_dict'):
-    @patch
-    def state_dict(self:MetricsCB):
-        "This epoch's running loss sum, sample count and metric states, so that a resumed epoch reports the same figures."
-        return dict(loss_sum=getattr(self, 'loss_sum', None), n=getattr(self, 'n', 0),
-                    metrics={k: m.state_dict() for k,m in self.metrics.items()})
-
-    @patch
-    def load_state_dict(self:MetricsCB, sd):
-        "Restore what `state_dict` returned."
-        self.loss_sum,self.n = sd['loss_sum'],sd['n']
-        for k,m in self.metrics.items(): m.load_state_dict(sd['metrics'][k])
-
-# %% ../nbs/09_checkpoint.ipynb #67b74fd5
+# %% ../nbs/09_checkpoint.ipynb #2a137270
 def _check_monitor(monitor, mode):
     if not isinstance(monitor, str) or not re.fullmatch(r'(train|valid)_\w+', monitor):
         raise ValueError(f"monitor must be 'train_<name>' or 'valid_<name>' with <name> a key of learn.history's records "
@@ -215,7 +201,7 @@ def _read_index(d):
         warnings.warn(f"{f} is unreadable ({e}); using the checkpoint files found in {d}")
         return sorted((dict(file=p.name, seq=int(m[1])) for p in Path(d).iterdir() if (m := _NAME.fullmatch(p.name))), key=lambda e: e['seq'])
 
-# %% ../nbs/09_checkpoint.ipynb #70a2c33d
+# %% ../nbs/09_checkpoint.ipynb #b23fd6eb
 class CheckpointCB(Callback):
     "Save the full training state to `dirpath` every `every_n_epochs` epochs and `every_n_steps` optimizer steps, keeping the newest `keep_last` and the best `keep_best` by `monitor`."
     order,can_resume = 100,True   # last, so that it saves what every other callback did in the same event
@@ -350,7 +336,7 @@ class CheckpointCB(Callback):
             keep |= {e['seq'] for e in scored[:self.keep_best]}
         self.entries = [e for e in self.entries if e['seq'] in keep]
 
-# %% ../nbs/09_checkpoint.ipynb #5c4ecf37
+# %% ../nbs/09_checkpoint.ipynb #169f1b12
 class EarlyStoppingCB(Callback):
     "Stop the fit when `monitor` hasn't improved by more than `min_delta` for `patience` epochs; with `restore_best`, end on the best epoch's weights."
     order = MetricsCB.order + 1   # needs this epoch's metrics
@@ -398,7 +384,7 @@ class EarlyStoppingCB(Callback):
         self.best,self.best_epoch,self.wait,self.stopped_epoch = sd['best'],sd['best_epoch'],sd['wait'],sd['stopped_epoch']
         self.best_state = _to(sd['best_state'], 'cpu')
 
-# %% ../nbs/09_checkpoint.ipynb #422f1e11
+# %% ../nbs/09_checkpoint.ipynb #dea32fc0
 class TerminateOnNaNCB(Callback):
     "Stop the fit at the first NaN or infinite loss, before it reaches the weights, so no checkpoint of a broken state is written."
     order = -1
@@ -410,7 +396,7 @@ class TerminateOnNaNCB(Callback):
                           f"at epoch {learn.epoch}, batch {learn.iter}: stopping the fit (the weights are those before this batch)")
             raise CancelFitException()
 
-# %% ../nbs/09_checkpoint.ipynb #1ced809e
+# %% ../nbs/09_checkpoint.ipynb #98fbe42a
 class GradAccumCB(Callback):
     "Step the optimizer every `n_acc` training batches, on the gradient of the mean loss over all the samples they hold."
     order = -5   # its `after_backward` finishes the gradient before others (clipping, ...) look at it

@@ -3,21 +3,21 @@
 # %% auto #0
 __all__ = ['metric_name', 'MetricsCB', 'ProgressCB']
 
-# %% ../nbs/03_metrics.ipynb #5875e654
+# %% ../nbs/03_metrics.ipynb #214c8657
 import time, math, sys
 import torch
 from fastcore.basics import camel2snake
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from .learner import Callback
 
-# %% ../nbs/03_metrics.ipynb #27e5c719
+# %% ../nbs/03_metrics.ipynb #cf989157
 def metric_name(m):
     "Snake-case name of metric `m`'s class without a task prefix: `MulticlassAccuracy()` -> `'accuracy'`."
     nm = camel2snake(type(m).__name__)
     for p in ('multiclass_', 'multilabel_', 'binary_'): nm = nm.removeprefix(p)
     return nm
 
-# %% ../nbs/03_metrics.ipynb #b284b965
+# %% ../nbs/03_metrics.ipynb #a36bb4dd
 class MetricsCB(Callback):
     "Compute torcheval `metrics` and the mean loss per epoch and phase, appending records to `learn.history`."
     flush_numel = 2**16   # fold the buffered batches in once their predictions hold this many elements
@@ -69,6 +69,15 @@ class MetricsCB(Callback):
         self._loss_sum = s if self._loss_sum is None else self._loss_sum + s
         self._n += sum(ns)
 
+    def state_dict(self):
+        "This epoch's running loss sum, sample count and metric states, so that a resumed epoch reports the same figures."
+        return dict(loss_sum=self.loss_sum, n=self.n, metrics={k: m.state_dict() for k,m in self.metrics.items()})
+
+    def load_state_dict(self, sd):
+        "Restore what `state_dict` returned."
+        self.loss_sum,self.n = sd['loss_sum'],sd['n']
+        for k,m in self.metrics.items(): m.load_state_dict(sd['metrics'][k])
+
     def after_epoch(self, learn):
         if not self.n: return
         rec = dict(epoch=learn.epoch, phase='train' if learn.training else 'valid', loss=(self.loss_sum / self.n).item())
@@ -77,7 +86,7 @@ class MetricsCB(Callback):
 
 def _to_py(v): return v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v.tolist() if isinstance(v, torch.Tensor) else v
 
-# %% ../nbs/03_metrics.ipynb #319e1c12
+# %% ../nbs/03_metrics.ipynb #0fe179ef
 class ProgressCB(Callback):
     "Progress bars and a per-epoch metrics table; with `plot=True` a train/valid loss graph."
     order = MetricsCB.order + 1

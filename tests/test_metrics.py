@@ -102,3 +102,21 @@ def test_metrics_read_mid_epoch_include_every_batch_so_far(data):
     assert n == 60
     assert acc == pytest.approx(multiclass_accuracy(preds, y[:60]).item(), rel=1e-6)
     assert loss == pytest.approx(F.cross_entropy(preds, y[:60]).item(), rel=1e-6)
+
+def test_state_dict_carries_an_epoch_in_progress(data):
+    "Half an epoch into one MetricsCB, the state moved into a fresh one, the rest of the epoch: same record as one pass."
+    x, y = data
+    torch.manual_seed(0); model = nn.Linear(5, 4)
+    batches = uneven_batches(x, y, [30, 30, 40])
+    learn = SimpleNamespace(model=model, training=False, epoch=0, history=[])
+    def feed(cb, bs):
+        for learn.batch in bs:
+            with torch.no_grad(): learn.preds = model(learn.batch[0])
+            learn.loss = F.cross_entropy(learn.preds, learn.batch[1]); cb.after_batch(learn)
+    whole = MetricsCB(MulticlassAccuracy()); whole.before_fit(learn); whole.before_epoch(learn)
+    feed(whole, batches); whole.after_epoch(learn)
+    first = MetricsCB(MulticlassAccuracy()); first.before_fit(learn); first.before_epoch(learn); feed(first, batches[:2])
+    second = MetricsCB(MulticlassAccuracy()); second.before_fit(learn); second.before_epoch(learn)
+    second.load_state_dict(first.state_dict()); feed(second, batches[2:]); second.after_epoch(learn)
+    assert learn.history[0] == pytest.approx(learn.history[1])
+    assert learn.history[1]['loss'] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
