@@ -4,7 +4,7 @@
 __all__ = ['set_seed', 'CSVLoggerCB', 'TensorBoardCB', 'TrainConfig', 'config_dls', 'fit_config', 'uniform', 'log_uniform',
            'draw_configs', 'load_trials', 'sort_trials', 'random_search']
 
-# %% ../nbs/11_experiments.ipynb #b0773a43
+# %% ../nbs/11_experiments.ipynb #2b9000da
 import csv, dataclasses, json, math, os, random, sys, time, warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -18,10 +18,9 @@ from .metrics import MetricsCB, ProgressCB
 from .data import DataLoaders, load_fashion_mnist
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine
 from .checkpoint import CheckpointCB, EarlyStoppingCB
-from .cli import fmnist_cnn
 from .distributed import DDPCB, is_main_process
 
-# %% ../nbs/11_experiments.ipynb #399a4b8b
+# %% ../nbs/11_experiments.ipynb #506632a1
 def set_seed(seed, deterministic=None):
     "Seed Python's, NumPy's and torch's global generators (CPU and all GPUs); `deterministic` turns torch's deterministic algorithms on or off."
     if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32:
@@ -33,7 +32,7 @@ def set_seed(seed, deterministic=None):
     torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.benchmark = False if deterministic else torch.backends.cudnn.benchmark
 
-# %% ../nbs/11_experiments.ipynb #fee66631
+# %% ../nbs/11_experiments.ipynb #9e3cf880
 class CSVLoggerCB(Callback):
     "Append each `learn.history` record to the CSV file `path` as soon as it is made; resumed fits continue the file."
     order = MetricsCB.order + 1     # after MetricsCB has made this epoch's record
@@ -71,7 +70,7 @@ class CSVLoggerCB(Callback):
             w = csv.DictWriter(f, self.cols); w.writeheader(); w.writerows(rows)
         os.replace(tmp, self.path)
 
-# %% ../nbs/11_experiments.ipynb #27c6c29e
+# %% ../nbs/11_experiments.ipynb #5ae32ce0
 _TB_HELP = ('TensorBoardCB needs the tensorboard package: pip install -e ".[tensorboard]" in a slowlearn checkout '
             '(or pip install tensorboard)')
 
@@ -116,7 +115,7 @@ def _hypers(groups):
         if mom is not None: res[f'momentum{sfx}'] = mom
     return res
 
-# %% ../nbs/11_experiments.ipynb #9946ad26
+# %% ../nbs/11_experiments.ipynb #111d85e0
 _CHOICES = dict(model=('cnn', 'mlp'), sched=('one_cycle', 'warmup_cosine', 'constant'), opt=('adamw', 'sgd'))
 
 @dataclasses.dataclass
@@ -180,7 +179,7 @@ class TrainConfig:
 
 def _is_int(v): return isinstance(v, Integral) and not isinstance(v, bool)
 
-# %% ../nbs/11_experiments.ipynb #397c6e62
+# %% ../nbs/11_experiments.ipynb #f98521f9
 def _mlp(widths, n_in=28*28, n_out=10):
     layers = [nn.Flatten()]
     for a,b in zip((n_in, *widths), widths): layers += [nn.Linear(a, b), nn.ReLU()]
@@ -212,6 +211,7 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True):
         cfg.save(out/'config.json')
     set_seed(cfg.seed, cfg.deterministic)
     dls = config_dls(cfg)
+    from slowlearn.cli import fmnist_cnn   # here, not at the top: `python -m slowlearn.cli` must not find cli already imported
     model = fmnist_cnn(cfg.widths) if cfg.model == 'cnn' else _mlp(cfg.widths)
     opt_func = (partial(torch.optim.AdamW, weight_decay=cfg.wd) if cfg.opt == 'adamw' else
                 partial(torch.optim.SGD, momentum=0.9, weight_decay=cfg.wd))
@@ -244,7 +244,7 @@ def _plot_run(learn, rec, out):
     ax.plot(rec['lr']); ax.set(xlabel='batch', ylabel='learning rate')
     fig.savefig(out/'lr.png', dpi=100, bbox_inches='tight'); plt.close(fig)
 
-# %% ../nbs/11_experiments.ipynb #44030d44
+# %% ../nbs/11_experiments.ipynb #bc37d574
 class _Range:
     "A distribution on [`lo`, `hi`] for `random_search`: uniform, or log-uniform when `log`."
     def __init__(self, lo, hi, log): self.lo,self.hi,self.log = lo,hi,log
@@ -268,7 +268,7 @@ def log_uniform(lo, hi):
     "Search-space distribution: a float between `lo` > 0 and `hi` whose logarithm is uniform (each decade equally likely)."
     _check_range(lo, hi, pos=True); return _Range(lo, hi, True)
 
-# %% ../nbs/11_experiments.ipynb #abdd1eaf
+# %% ../nbs/11_experiments.ipynb #177a9f95
 def _key(config): return json.dumps(config, sort_keys=True)
 
 def _check_space(space):
@@ -300,7 +300,7 @@ def draw_configs(space, n, seed=0):
             warnings.warn(f"stopped after {len(res)} configurations: 10,000 draws in a row repeated one already drawn"); break
     return res
 
-# %% ../nbs/11_experiments.ipynb #55e32c96
+# %% ../nbs/11_experiments.ipynb #6fa3c8da
 def load_trials(path):
     "The trials recorded in the JSON-lines file `path`; a last line cut short by a crash is dropped from the file."
     path = Path(path)
