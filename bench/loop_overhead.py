@@ -1,8 +1,10 @@
 """Per-batch cost of the `Learner` loop over a plain PyTorch loop.
 
 Same tiny model, same ~900 in-memory batches of 64, trained by: a plain loop; `Learner` with no callbacks;
-`Learner` with `MetricsCB(accuracy)` + `ProgressCB`. Runs are interleaved (A B C A B C ...) so machine noise
-hits every side alike; prints medians, the microseconds per batch added over the plain loop, and the ratio.
+`Learner` with `MetricsCB(accuracy)` + `ProgressCB`; `Learner` with the default lesson set (those two +
+`RecorderCB`). Runs are interleaved (A B C A B C ...) so machine noise hits every side alike; prints medians of wall
+time and of process CPU time (steadier on a shared machine: time spent descheduled doesn't count), the microseconds
+per batch added over the plain loop, and the ratio. Targets: bare < 10 µs/batch, default set < 60 µs/batch.
     python bench/loop_overhead.py [--reps 15] [--batches 900]
 """
 import argparse, contextlib, io, os, platform, statistics, sys, time
@@ -11,6 +13,7 @@ from torch import nn
 from torcheval.metrics import MulticlassAccuracy
 from slowlearn.learner import Learner
 from slowlearn.metrics import MetricsCB, ProgressCB
+from slowlearn.sched import RecorderCB
 
 def make_batches(n, bs=64, ni=32, nc=10, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -36,20 +39,30 @@ def main(reps=15, n_batches=900):
     batches = make_batches(n_batches)
     sides = {'plain PyTorch loop': plain,
              'Learner, no callbacks': learner(lambda: []),
-             'Learner + MetricsCB + ProgressCB': learner(lambda: [MetricsCB(MulticlassAccuracy()), ProgressCB()])}
-    times = {k: [] for k in sides}
+             'Learner + MetricsCB + ProgressCB': learner(lambda: [MetricsCB(MulticlassAccuracy()), ProgressCB()]),
+             'Learner + default lesson set': learner(lambda: [MetricsCB(MulticlassAccuracy()), ProgressCB(), RecorderCB()])}
+    wall, cpu = {k: [] for k in sides}, {k: [] for k in sides}
     for k, f in sides.items(): f(nn.Linear(32, 10), batches)          # warm-up
+    load0 = os.getloadavg()[0]
     for _ in range(reps):
         for k, f in sides.items():
             torch.manual_seed(0); model = nn.Linear(32, 10)
-            t = time.perf_counter(); f(model, batches); times[k].append(time.perf_counter() - t)
+            t, c = time.perf_counter(), time.process_time()
+            f(model, batches)
+            wall[k].append(time.perf_counter() - t); cpu[k].append(time.process_time() - c)
     print(f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, '
-          f'torch {torch.__version__}, {torch.get_num_threads()} threads; {n_batches} batches of 64, median of {reps}')
-    base = statistics.median(times['plain PyTorch loop'])
-    print(f'{"":36}{"µs/batch":>10}{"over plain":>12}{"ratio":>8}')
-    for k, ts in times.items():
-        m = statistics.median(ts)
-        print(f'{k:36}{m / n_batches * 1e6:10.1f}{(m - base) / n_batches * 1e6:12.1f}{m / base:8.3f}')
+          f'torch {torch.__version__}, {torch.get_num_threads()} threads; {n_batches} batches of 64, median of {reps}; '
+          f'load average {load0:.1f}-{os.getloadavg()[0]:.1f}')
+    res = {}
+    print(f'{"":36}{"wall µs/batch":>14}{"over plain":>12}{"ratio":>8}{"CPU µs/batch":>14}{"over plain":>12}')
+    bw, bc = statistics.median(wall['plain PyTorch loop']), statistics.median(cpu['plain PyTorch loop'])
+    for k in sides:
+        mw, mc = statistics.median(wall[k]), statistics.median(cpu[k])
+        res[k] = dict(wall_us=mw / n_batches * 1e6, wall_over_us=(mw - bw) / n_batches * 1e6, ratio=mw / bw,
+                      cpu_us=mc / n_batches * 1e6, cpu_over_us=(mc - bc) / n_batches * 1e6)
+        r = res[k]
+        print(f'{k:36}{r["wall_us"]:14.1f}{r["wall_over_us"]:12.1f}{r["ratio"]:8.3f}{r["cpu_us"]:14.1f}{r["cpu_over_us"]:12.1f}')
+    return res
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,0 +1,85 @@
+"""The final lesson's recipe (nbs/13_resnet.ipynb): validation accuracy and wall time of 5 epochs, with `Learner` and as a plain loop.
+
+slowlearn side: `resnet_learner()` + `fit_one_cycle(5)` (ResNet 16-256 channels, channels last, batch augmentation, AdamW + one-cycle,
+bfloat16 autocast via `MixedPrecisionCB`, `MetricsCB` + `ProgressCB`). Plain side: the same model, augmentation
+function, data order and schedule in bench/plain.py's loop. Each run is a fresh subprocess; sides alternate. The
+goal is >= 93.0% in under 4 minutes on a 2-core CPU; the load average is printed because a shared machine's timings
+are inflated by the other jobs on it.
+    python bench/resnet_recipe.py [--reps 1] [--epochs 5] [--threads N] [--no-plain]
+"""
+import argparse, json, os, platform, resource, statistics, subprocess, sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+
+def run_side(side, epochs, threads=None):
+    "One run of the recipe with `side` ('learner' or 'plain'): seconds, CPU seconds, final accuracy, peak RSS in MiB."
+    import torch
+    if threads: torch.set_num_threads(threads)
+    if side == 'learner':
+        import contextlib
+        from slowlearn.metrics import ProgressCB
+        from slowlearn.sched import fit_one_cycle
+        from slowlearn.resnet import resnet_learner
+        learn = resnet_learner(cbs=ProgressCB(notebook=False))
+        t0, c0 = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(sys.stderr): learn.fit_one_cycle(epochs)
+        acc = learn.history[-1]['accuracy']
+    elif side == 'plain':
+        from torch import nn
+        from slowlearn.data import load_fashion_mnist
+        from slowlearn.resnet import resnet, random_crop_flip
+        from plain import plain_fit
+        data = load_fashion_mnist()
+        torch.manual_seed(0)
+        model = resnet(norm=nn.BatchNorm2d)
+        t0, c0 = time.perf_counter(), time.process_time()
+        hist = plain_fit(model, *data, epochs=epochs, lr_max=2e-2, bs=256, augment=random_crop_flip, amp_dtype=torch.bfloat16,
+                         channels_last=True, log=lambda s: print(s, file=sys.stderr))
+        acc = hist[-1]['accuracy']
+    else: raise ValueError(f"side must be 'learner' or 'plain', got {side!r}")
+    return dict(side=side, secs=time.perf_counter() - t0, cpu_secs=time.process_time() - c0, accuracy=acc,
+                rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, threads=torch.get_num_threads())
+
+def spawn(side, epochs, threads):
+    cmd = [sys.executable, __file__, '--side', side, '--json', '--epochs', str(epochs)] + (['--threads', str(threads)] if threads else [])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f"{side} run failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+def main(reps=1, epochs=5, threads=None, plain=True):
+    "Alternate `reps` runs of each side; print and return medians (and the ratio to the plain loop when run)."
+    sides = ('learner', 'plain') if plain else ('learner',)
+    runs, loads = {s: [] for s in sides}, [os.getloadavg()[0]]
+    for i in range(reps):
+        for side in (sides[::-1] if i % 2 else sides):
+            r = spawn(side, epochs, threads); runs[side].append(r); loads.append(os.getloadavg()[0])
+            print(f"  {side:8} run {i+1}: {r['secs']:6.1f} s ({r['cpu_secs']:.0f} s CPU)  accuracy {r['accuracy']:.4f}  "
+                  f"load average now {loads[-1]:.1f}", flush=True)
+    med = {s: {k: statistics.median(r[k] for r in rs) for k in ('secs', 'cpu_secs', 'accuracy', 'rss_mib')} for s, rs in runs.items()}
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {runs['learner'][0]['threads']} threads; "
+          f"load average {min(loads):.1f}-{max(loads):.1f}; {epochs} epochs, median of {reps} run(s) per side")
+    print(f'{"":22}{"seconds":>9}{"CPU s":>8}{"accuracy":>10}{"peak RSS MiB":>14}')
+    for s in sides:
+        m = med[s]; print(f'{"Learner" if s == "learner" else "plain PyTorch loop":22}{m["secs"]:9.1f}{m["cpu_secs"]:8.0f}{m["accuracy"]:10.4f}{m["rss_mib"]:14.0f}')
+    res = dict(secs=med['learner']['secs'], accuracy=med['learner']['accuracy'], load=(min(loads), max(loads)))
+    if plain:
+        res.update(plain_secs=med['plain']['secs'], plain_accuracy=med['plain']['accuracy'], time_ratio=med['learner']['secs'] / med['plain']['secs'])
+        print(f"time ratio Learner / plain: {res['time_ratio']:.3f}")
+    if epochs == 5:
+        ok = res['accuracy'] >= 0.93 and res['secs'] < 240
+        print(f"goal >= 93.0% in < 4 min: {'met' if ok else 'not met'} ({res['accuracy']:.2%} in {res['secs']/60:.1f} min)")
+    return res
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--reps', type=int, default=1, help='runs per side (default 1: each takes minutes)')
+    p.add_argument('--epochs', type=int, default=5)
+    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument('--no-plain', action='store_true', help='skip the plain-PyTorch counterpart')
+    p.add_argument('--side', choices=['learner', 'plain'], help='run one side once, in this process')
+    p.add_argument('--json', action='store_true', help='with --side: print the result as one JSON line')
+    a = p.parse_args()
+    if a.side:
+        r = run_side(a.side, a.epochs, a.threads)
+        print(json.dumps(r) if a.json else r)
+    else: main(a.reps, a.epochs, a.threads, not a.no_plain)

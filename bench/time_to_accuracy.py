@@ -1,0 +1,85 @@
+"""Time to accuracy and peak memory: the scheduler lesson's 90% recipe with `Learner` against the same recipe as a plain loop.
+
+Recipe (nbs/08_sched.ipynb): `fmnist_cnn()`, Fashion-MNIST in batches of 512, AdamW (weight decay 0.01), one-cycle
+with peak LR 1e-2 over 6 epochs. slowlearn side: `Learner` + `MetricsCB(accuracy)` + `ProgressCB` +
+`fit_one_cycle`. Plain side: bench/plain.py (torch.optim.AdamW, the same schedule and data order, per-epoch
+metrics). Every run is a fresh subprocess, so its peak RSS is its own; sides alternate (A B A B ...). Prints the
+median wall time of the fit, the final validation accuracy, peak RSS and the ratios.
+    python bench/time_to_accuracy.py [--reps 3] [--epochs 6] [--threads N]
+    python bench/time_to_accuracy.py --side learner --json     # one run, as the driver does
+"""
+import argparse, json, os, platform, resource, statistics, subprocess, sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+
+def run_side(side, epochs, threads=None):
+    "Train once with `side` ('learner' or 'plain'); returns seconds, final accuracy and peak RSS in MiB."
+    import torch
+    if threads: torch.set_num_threads(threads)
+    from slowlearn.cli import fmnist_cnn
+    if side == 'learner':
+        import contextlib, io
+        from torcheval.metrics import MulticlassAccuracy
+        from slowlearn.learner import Learner
+        from slowlearn.metrics import MetricsCB, ProgressCB
+        from slowlearn.data import fashion_mnist
+        from slowlearn.optim import AdamW
+        from slowlearn.sched import fit_one_cycle
+        dls = fashion_mnist(bs=512)
+        torch.manual_seed(0)
+        learn = Learner(fmnist_cnn(), dls, opt_func=AdamW, cbs=[MetricsCB(MulticlassAccuracy()), ProgressCB(notebook=False)])
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr): learn.fit_one_cycle(epochs, 1e-2)
+        secs, acc = time.perf_counter() - t0, learn.history[-1]['accuracy']
+    elif side == 'plain':
+        from slowlearn.data import load_fashion_mnist
+        from plain import plain_fit
+        data = load_fashion_mnist()
+        torch.manual_seed(0)
+        model = fmnist_cnn()
+        t0 = time.perf_counter()
+        hist = plain_fit(model, *data, epochs=epochs, lr_max=1e-2, bs=512, log=lambda s: print(s, file=sys.stderr))
+        secs, acc = time.perf_counter() - t0, hist[-1]['accuracy']
+    else: raise ValueError(f"side must be 'learner' or 'plain', got {side!r}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
+    return dict(side=side, secs=secs, accuracy=acc, rss_mib=rss, threads=torch.get_num_threads())
+
+def spawn(side, epochs, threads):
+    cmd = [sys.executable, __file__, '--side', side, '--json', '--epochs', str(epochs)] + (['--threads', str(threads)] if threads else [])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f"{side} run failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+def main(reps=3, epochs=6, threads=None):
+    "Alternate `reps` runs of each side in subprocesses; print and return the medians and ratios."
+    runs = {'learner': [], 'plain': []}
+    loads = [os.getloadavg()[0]]
+    for i in range(reps):
+        for side in ('plain', 'learner') if i % 2 else ('learner', 'plain'):
+            runs[side].append(spawn(side, epochs, threads)); loads.append(os.getloadavg()[0])
+            r = runs[side][-1]
+            print(f"  {side:8} run {i+1}: {r['secs']:6.1f} s  accuracy {r['accuracy']:.4f}  peak RSS {r['rss_mib']:.0f} MiB", flush=True)
+    med = {s: {k: statistics.median(r[k] for r in rs) for k in ('secs', 'accuracy', 'rss_mib')} for s, rs in runs.items()}
+    L, P = med['learner'], med['plain']
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {runs['learner'][0]['threads']} threads; "
+          f"load average {min(loads):.1f}-{max(loads):.1f}; {epochs} epochs, median of {reps} runs per side")
+    print(f'{"":22}{"seconds":>9}{"accuracy":>10}{"peak RSS MiB":>14}')
+    for k, m in (('Learner', L), ('plain PyTorch loop', P)): print(f'{k:22}{m["secs"]:9.1f}{m["accuracy"]:10.4f}{m["rss_mib"]:14.0f}')
+    res = dict(time_ratio=L['secs'] / P['secs'], accuracy=(L['accuracy'], P['accuracy']), rss_ratio=L['rss_mib'] / P['rss_mib'],
+               secs=(L['secs'], P['secs']), rss_mib=(L['rss_mib'], P['rss_mib']), load=(min(loads), max(loads)))
+    print(f"time ratio Learner / plain: {res['time_ratio']:.3f} (target <= 1.05); "
+          f"peak RSS ratio {res['rss_ratio']:.3f} ({L['rss_mib'] - P['rss_mib']:+.0f} MiB)")
+    return res
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--reps', type=int, default=3, help='runs per side (default 3)')
+    p.add_argument('--epochs', type=int, default=6, help='epochs per run (default 6, the recipe)')
+    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument('--side', choices=['learner', 'plain'], help='run one side once, in this process')
+    p.add_argument('--json', action='store_true', help='with --side: print the result as one JSON line')
+    a = p.parse_args()
+    if a.side:
+        r = run_side(a.side, a.epochs, a.threads)
+        print(json.dumps(r) if a.json else r)
+    else: main(a.reps, a.epochs, a.threads)
