@@ -159,3 +159,15 @@ def test_conv_block_accepts_factories_and_modules():
 def test_conv_block_bad_arguments(kw):
     args = dict(ni=3, nf=8) | kw
     with pytest.raises(ValueError, match=next(iter(kw))): conv(**args)
+
+def test_batchnorm_trains_under_bfloat16_autocast():
+    "A conv's bfloat16 output feeds BatchNorm; the running statistics stay float32 and track the float32 ones."
+    from slowlearn.layers import BatchNorm
+    torch.manual_seed(0)
+    c, bn, ref = torch.nn.Conv2d(3, 8, 3), BatchNorm(8), BatchNorm(8)
+    x = torch.randn(16, 3, 10, 10)
+    with torch.autocast('cpu', dtype=torch.bfloat16): out = bn(c(x))
+    ref(c(x).float())
+    assert out.isfinite().all() and bn.running_mean.dtype == bn.running_var.dtype == torch.float32
+    torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=0, atol=2e-2)
+    torch.testing.assert_close(bn.running_var, ref.running_var, rtol=0, atol=2e-2)
