@@ -4,7 +4,7 @@
 __all__ = ['FMNIST_FILES', 'FMNIST_MIRRORS', 'FMNIST_CLASSES', 'read_idx', 'fmnist_cache_dir', 'download_fashion_mnist',
            'fmnist_folder', 'load_fashion_mnist', 'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist']
 
-# %% ../nbs/01_data.ipynb #0fb28b05
+# %% ../nbs/01_data.ipynb #18c28f6b
 import gzip, hashlib, http.client, os, urllib.request, zlib
 from collections.abc import Iterable
 from math import prod
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import store_attr
 
-# %% ../nbs/01_data.ipynb #968f7819
+# %% ../nbs/01_data.ipynb #e05eeb26
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 def _read_bytes(fname):
@@ -43,7 +43,7 @@ def read_idx(fname, magic=None):
     arr = np.frombuffer(data, dt, prod(shape), hdr).reshape(shape)
     return torch.from_numpy(arr.astype(dt.newbyteorder('='))) # a writable copy in native byte order
 
-# %% ../nbs/01_data.ipynb #27cd3a9e
+# %% ../nbs/01_data.ipynb #bf11952e
 FMNIST_FILES = { # file name: md5 of the official download
     'train-images-idx3-ubyte.gz': '8d4fb7e6c68d591d4c3dfef9ec88bf0d',
     'train-labels-idx1-ubyte.gz': '25c81989df183df01b3e8a0aad5dffbe',
@@ -90,7 +90,7 @@ def fmnist_folder(path=None):
         raise FileNotFoundError(f"{path}: missing {', '.join(missing)}; {_where_help(path)}")
     return path
 
-# %% ../nbs/01_data.ipynb #e7ca43df
+# %% ../nbs/01_data.ipynb #55b3052e
 def _load_split(folder, split):
     x = read_idx(fx := folder/f'{split}-images-idx3-ubyte.gz', 2051)
     y = read_idx(fy := folder/f'{split}-labels-idx1-ubyte.gz', 2049)
@@ -107,7 +107,7 @@ def load_fashion_mnist(path=None, normalize=True):
         xt.sub_(mean).div_(std); xv.sub_(mean).div_(std)
     return xt, yt, xv, yv
 
-# %% ../nbs/01_data.ipynb #a70927e4
+# %% ../nbs/01_data.ipynb #99a3fb67
 def _check_int(name, v, lo, hi=None):
     if not isinstance(v, Integral) or isinstance(v, bool): raise TypeError(f"{name} must be an integer, got {v!r}")
     if v < lo or (hi is not None and v > hi): raise ValueError(f"{name} must be in [{lo}, {'inf' if hi is None else hi}], got {v}")
@@ -147,7 +147,7 @@ class TensorLoader:
 
     def __repr__(self): return f"{type(self).__name__}(n={self.n}, bs={self.bs}, shuffle={self.shuffle}, seed={self.seed})"
 
-# %% ../nbs/01_data.ipynb #eae8994c
+# %% ../nbs/01_data.ipynb #32cf4c15
 class DataLoaders:
     "A training and a validation loader, each any iterable of `(xb, yb)` batches."
     def __init__(self, train, valid):
@@ -163,7 +163,8 @@ class DataLoaders:
 
     def __repr__(self): return f"{type(self).__name__}(train={self.train!r}, valid={self.valid!r})"
 
-def fashion_mnist(bs=512, path=None, normalize=True, seed=0):
+def fashion_mnist(bs=512, path=None, normalize=True, seed=0, val_bs=None):
     "Fashion-MNIST `DataLoaders`: 60,000 shuffled training and 10,000 validation images `(bs,1,28,28)`, int64 labels."
     _check_int('bs', bs, 1); _check_int('seed', seed, 0)
-    return DataLoaders.from_tensors(*load_fashion_mnist(path, normalize), bs=bs, seed=seed)
+    if val_bs is not None: _check_int('val_bs', val_bs, 1)
+    return DataLoaders.from_tensors(*load_fashion_mnist(path, normalize), bs=bs, seed=seed, val_bs=val_bs)

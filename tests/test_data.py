@@ -340,3 +340,6 @@ def test_real_fashion_mnist():
     assert abs(xt.mean().item()) < 1e-4 and abs(xt.std().item() - 1) < 1e-4
     xb, yb = next(iter(dls.train))
     assert xb.shape == (512, 1, 28, 28) and (len(dls.train), len(dls.valid)) == (118, 20)
+    big = fashion_mnist(path=real_folder(), val_bs=2500)      # validation in larger batches (no gradients to keep)
+    assert [len(b[0]) for b in big.valid] == [2500] * 4 and len(big.train) == 118
+    with pytest.raises(ValueError, match='val_bs'): fashion_mnist(path=real_folder(), val_bs=0)
