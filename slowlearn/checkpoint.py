@@ -4,16 +4,16 @@
 __all__ = ['rng_states', 'set_rng_states', 'CheckpointError', 'atomic_write', 'save_checkpoint', 'load_checkpoint',
            'load_model_state', 'CheckpointCB', 'EarlyStoppingCB', 'TerminateOnNaNCB', 'GradAccumCB']
 
-# %% ../nbs/09_checkpoint.ipynb #251fffbe
+# %% ../nbs/09_checkpoint.ipynb #1416e0fe
 import hashlib, json, math, os, pickle, random, re, warnings, zipfile
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch, store_attr
-from .learner import Learner, Callback, CancelFitException, CancelStepException
+from .learner import Learner, Callback, CancelFitException, CancelStepException, _is_int
 from .metrics import MetricsCB
 from .distributed import is_main_process
 
-# %% ../nbs/09_checkpoint.ipynb #94836fed
+# %% ../nbs/09_checkpoint.ipynb #dccac5bb
 def rng_states():
     "The states of the random generators training draws from: torch (CPU and every CUDA device), NumPy and Python."
     _, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -33,7 +33,7 @@ def set_rng_states(st):
         else: warnings.warn(f"checkpoint has CUDA RNG states for {len(st['cuda'])} devices, this machine has "
                             f"{torch.cuda.device_count()}: CUDA random numbers will differ from the original run")
 
-# %% ../nbs/09_checkpoint.ipynb #04e4fc1b
+# %% ../nbs/09_checkpoint.ipynb #c5c02c2d
 class CheckpointError(RuntimeError):
     "A checkpoint file that can't be used: unreadable, corrupt, unsafe, or made for another model."
 
@@ -49,7 +49,7 @@ def _check_plain(o, where):
     else: raise TypeError(f"{where} is a {type(o).__name__}: checkpoints hold only tensors, numbers, strings and "
                           f"lists/tuples/dicts of them, so that loading them never runs code")
 
-# %% ../nbs/09_checkpoint.ipynb #3c3ef585
+# %% ../nbs/09_checkpoint.ipynb #39ee6e85
 def _fsync_dir(d):
     try: fd = os.open(d, os.O_RDONLY)
     except OSError: return          # e.g. Windows: directories can't be opened
@@ -70,7 +70,7 @@ def atomic_write(path, write):
     _fsync_dir(path.parent)
     return path
 
-# %% ../nbs/09_checkpoint.ipynb #c5997c2a
+# %% ../nbs/09_checkpoint.ipynb #e5144d8f
 def save_checkpoint(obj, path):
     "Atomically save `obj` (tensors and plain containers only) to `path`; returns the file's SHA-256."
     _check_plain(obj, 'checkpoint')
@@ -98,9 +98,7 @@ def _sha256(path):
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/09_checkpoint.ipynb #83be4369
-def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
-
+# %% ../nbs/09_checkpoint.ipynb #9e46ff49
 def _to(o, device):
     "Move the tensors of a (nested) state to `device`."
     if isinstance(o, torch.Tensor): return o.to(device)
@@ -130,7 +128,7 @@ def _check_state(ck, src, fmt, need):
         raise CheckpointError(f"{src} is not a slowlearn {'checkpoint' if len(fmt) == 1 else 'model file'} ({what})")
     return ck
 
-# %% ../nbs/09_checkpoint.ipynb #dd05911b
+# %% ../nbs/09_checkpoint.ipynb #aeb4c6f4
 @patch
 def save(self:Learner, path, with_opt=True):
     "Save the model's weights, and the optimizer's state with `with_opt`, atomically to `path` (only the main process writes)."
@@ -151,7 +149,7 @@ def load(self:Learner, path, with_opt=True):
         except (ValueError, KeyError) as e: raise CheckpointError(f"{path}: its optimizer state doesn't fit this learner's optimizer ({e})") from None
     return self
 
-# %% ../nbs/09_checkpoint.ipynb #2a137270
+# %% ../nbs/09_checkpoint.ipynb #ed708a7d
 def _check_monitor(monitor, mode):
     if not isinstance(monitor, str) or not re.fullmatch(r'(train|valid)_\w+', monitor):
         raise ValueError(f"monitor must be 'train_<name>' or 'valid_<name>' with <name> a key of learn.history's records "
@@ -201,7 +199,7 @@ def _read_index(d):
         warnings.warn(f"{f} is unreadable ({e}); using the checkpoint files found in {d}")
         return sorted((dict(file=p.name, seq=int(m[1])) for p in Path(d).iterdir() if (m := _NAME.fullmatch(p.name))), key=lambda e: e['seq'])
 
-# %% ../nbs/09_checkpoint.ipynb #b23fd6eb
+# %% ../nbs/09_checkpoint.ipynb #06d99a76
 class CheckpointCB(Callback):
     "Save the full training state to `dirpath` every `every_n_epochs` epochs and `every_n_steps` optimizer steps, keeping the newest `keep_last` and the best `keep_best` by `monitor`."
     order,can_resume = 100,True   # last, so that it saves what every other callback did in the same event
@@ -336,7 +334,7 @@ class CheckpointCB(Callback):
             keep |= {e['seq'] for e in scored[:self.keep_best]}
         self.entries = [e for e in self.entries if e['seq'] in keep]
 
-# %% ../nbs/09_checkpoint.ipynb #169f1b12
+# %% ../nbs/09_checkpoint.ipynb #383fcdf3
 class EarlyStoppingCB(Callback):
     "Stop the fit when `monitor` hasn't improved by more than `min_delta` for `patience` epochs; with `restore_best`, end on the best epoch's weights."
     order = MetricsCB.order + 1   # needs this epoch's metrics
@@ -384,7 +382,7 @@ class EarlyStoppingCB(Callback):
         self.best,self.best_epoch,self.wait,self.stopped_epoch = sd['best'],sd['best_epoch'],sd['wait'],sd['stopped_epoch']
         self.best_state = _to(sd['best_state'], 'cpu')
 
-# %% ../nbs/09_checkpoint.ipynb #dea32fc0
+# %% ../nbs/09_checkpoint.ipynb #3e0ebc90
 class TerminateOnNaNCB(Callback):
     "Stop the fit at the first NaN or infinite loss, before it reaches the weights, so no checkpoint of a broken state is written."
     order = -1
@@ -396,7 +394,7 @@ class TerminateOnNaNCB(Callback):
                           f"at epoch {learn.epoch}, batch {learn.iter}: stopping the fit (the weights are those before this batch)")
             raise CancelFitException()
 
-# %% ../nbs/09_checkpoint.ipynb #98fbe42a
+# %% ../nbs/09_checkpoint.ipynb #ff0f1580
 class GradAccumCB(Callback):
     "Step the optimizer every `n_acc` training batches, on the gradient of the mean loss over all the samples they hold."
     order = -5   # its `after_backward` finishes the gradient before others (clipping, ...) look at it

@@ -4,7 +4,7 @@
 __all__ = ['set_seed', 'CSVLoggerCB', 'TensorBoardCB', 'TrainConfig', 'config_dls', 'fit_config', 'uniform', 'log_uniform',
            'draw_configs', 'load_trials', 'sort_trials', 'random_search']
 
-# %% ../nbs/11_experiments.ipynb #2b9000da
+# %% ../nbs/11_experiments.ipynb #f1368690
 import csv, dataclasses, json, math, os, random, sys, time, warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -20,10 +20,12 @@ from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine
 from .checkpoint import CheckpointCB, EarlyStoppingCB
 from .distributed import DDPCB, is_main_process
 
-# %% ../nbs/11_experiments.ipynb #506632a1
+# %% ../nbs/11_experiments.ipynb #311891b0
+def _is_int(v): return isinstance(v, Integral) and not isinstance(v, bool)
+
 def set_seed(seed, deterministic=None):
     "Seed Python's, NumPy's and torch's global generators (CPU and all GPUs); `deterministic` turns torch's deterministic algorithms on or off."
-    if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+    if not _is_int(seed) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     if deterministic not in (None, True, False): raise TypeError(f"deterministic must be None, True or False, got {deterministic!r}")
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
@@ -32,7 +34,7 @@ def set_seed(seed, deterministic=None):
     torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.benchmark = False if deterministic else torch.backends.cudnn.benchmark
 
-# %% ../nbs/11_experiments.ipynb #9e3cf880
+# %% ../nbs/11_experiments.ipynb #ac918f12
 class CSVLoggerCB(Callback):
     "Append each `learn.history` record to the CSV file `path` as soon as it is made; resumed fits continue the file."
     order = MetricsCB.order + 1     # after MetricsCB has made this epoch's record
@@ -70,7 +72,7 @@ class CSVLoggerCB(Callback):
             w = csv.DictWriter(f, self.cols); w.writeheader(); w.writerows(rows)
         os.replace(tmp, self.path)
 
-# %% ../nbs/11_experiments.ipynb #5ae32ce0
+# %% ../nbs/11_experiments.ipynb #1eb94bd6
 _TB_HELP = ('TensorBoardCB needs the tensorboard package: pip install -e ".[tensorboard]" in a slowlearn checkout '
             '(or pip install tensorboard)')
 
@@ -115,7 +117,7 @@ def _hypers(groups):
         if mom is not None: res[f'momentum{sfx}'] = mom
     return res
 
-# %% ../nbs/11_experiments.ipynb #111d85e0
+# %% ../nbs/11_experiments.ipynb #764e5e97
 _CHOICES = dict(model=('cnn', 'mlp'), sched=('one_cycle', 'warmup_cosine', 'constant'), opt=('adamw', 'sgd'))
 
 @dataclasses.dataclass
@@ -177,9 +179,7 @@ class TrainConfig:
         try: return cls(**d)
         except (TypeError, ValueError) as e: raise type(e)(f"{path}: {e}") from None
 
-def _is_int(v): return isinstance(v, Integral) and not isinstance(v, bool)
-
-# %% ../nbs/11_experiments.ipynb #f98521f9
+# %% ../nbs/11_experiments.ipynb #03273fbf
 def _mlp(widths, n_in=28*28, n_out=10):
     layers = [nn.Flatten()]
     for a,b in zip((n_in, *widths), widths): layers += [nn.Linear(a, b), nn.ReLU()]
@@ -244,7 +244,7 @@ def _plot_run(learn, rec, out):
     ax.plot(rec['lr']); ax.set(xlabel='batch', ylabel='learning rate')
     fig.savefig(out/'lr.png', dpi=100, bbox_inches='tight'); plt.close(fig)
 
-# %% ../nbs/11_experiments.ipynb #bc37d574
+# %% ../nbs/11_experiments.ipynb #2a8f373c
 class _Range:
     "A distribution on [`lo`, `hi`] for `random_search`: uniform, or log-uniform when `log`."
     def __init__(self, lo, hi, log): self.lo,self.hi,self.log = lo,hi,log
@@ -268,7 +268,7 @@ def log_uniform(lo, hi):
     "Search-space distribution: a float between `lo` > 0 and `hi` whose logarithm is uniform (each decade equally likely)."
     _check_range(lo, hi, pos=True); return _Range(lo, hi, True)
 
-# %% ../nbs/11_experiments.ipynb #177a9f95
+# %% ../nbs/11_experiments.ipynb #4b75be53
 def _key(config): return json.dumps(config, sort_keys=True)
 
 def _check_space(space):
@@ -300,7 +300,7 @@ def draw_configs(space, n, seed=0):
             warnings.warn(f"stopped after {len(res)} configurations: 10,000 draws in a row repeated one already drawn"); break
     return res
 
-# %% ../nbs/11_experiments.ipynb #6fa3c8da
+# %% ../nbs/11_experiments.ipynb #86e5b886
 def load_trials(path):
     "The trials recorded in the JSON-lines file `path`; a last line cut short by a crash is dropped from the file."
     path = Path(path)
@@ -341,7 +341,7 @@ def sort_trials(trials, metric=None, mode='min'):
 def random_search(space, train_fn, n_trials, seed=0, results=None, metric=None, mode='min'):
     "Train `n_trials` distinct configurations drawn from `space` with `train_fn(config) -> metrics`; best first by `metric`."
     if not callable(train_fn): raise TypeError(f"train_fn must be callable, got {type(train_fn).__name__}")
-    if not isinstance(n_trials, Integral) or isinstance(n_trials, bool) or n_trials < 0:
+    if not _is_int(n_trials) or n_trials < 0:
         raise ValueError(f"n_trials must be an integer >= 0, got {n_trials!r}")
     if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     configs = draw_configs(space, n_trials, seed)

@@ -4,7 +4,7 @@
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
            'Learner', 'default_device', 'to_device', 'DeviceCB']
 
-# %% ../nbs/02_learner.ipynb #ce67d7fe
+# %% ../nbs/02_learner.ipynb #0f3c1d54
 import os
 from itertools import islice
 import torch, torch.nn.functional as F
@@ -12,7 +12,7 @@ from torch import nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
 
-# %% ../nbs/02_learner.ipynb #08480b2c
+# %% ../nbs/02_learner.ipynb #372d50f8
 class CancelFitException(Exception):
     "Raise in a callback to end the fit cleanly (`after_fit` is skipped, `cleanup_fit` still runs)."
 class CancelEpochException(Exception):
@@ -22,13 +22,13 @@ class CancelBatchException(Exception):
 class CancelStepException(Exception):
     "Raise in `after_backward` (or a `step`) to skip this batch's optimizer step, `after_step` and `zero_grad`."
 
-# %% ../nbs/02_learner.ipynb #04678a97
+# %% ../nbs/02_learner.ipynb #f42d5837
 class Callback:
     "Base class for callbacks: define event methods taking the learner, e.g. `def after_batch(self, learn)`."
     order = 0
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/02_learner.ipynb #50b0bc34
+# %% ../nbs/02_learner.ipynb #822af9ff
 _cancels = dict(fit=CancelFitException, epoch=CancelEpochException, batch=CancelBatchException)
 
 class with_cbs:
@@ -48,7 +48,7 @@ class with_cbs:
         _f.__name__,_f.__doc__ = f.__name__,f.__doc__
         return _f
 
-# %% ../nbs/02_learner.ipynb #8b664571
+# %% ../nbs/02_learner.ipynb #040d4d13
 _events = ['before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss', 'after_backward',
            'after_step', 'after_batch', 'after_epoch', 'after_fit', 'cleanup_batch', 'cleanup_epoch', 'cleanup_fit']
 _steps = ['predict', 'get_loss', 'backward', 'step', 'zero_grad']
@@ -72,7 +72,7 @@ class Learner:
         # a callback defining a step replaces the learner's own; keep the default otherwise
         for s in _steps:
             fs = self._handlers.get(s)
-            setattr(self, f'_{s}', (lambda fs: lambda: [f(self) for f in fs])(fs) if fs else getattr(self, s))
+            setattr(self, f'_{s}', _calling(fs, self) if fs else getattr(self, s))
 
     def predict(self): "Default step: forward pass." ; self.preds = self.model(self.batch[0])
     def get_loss(self): "Default step: loss of `preds` against the targets." ; self.loss = self.loss_func(self.preds, *self.batch[1:])
@@ -147,6 +147,12 @@ class Learner:
             self._handlers = {}
 
 def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
+
+def _calling(fs, learn):
+    "A step that calls each callback method in `fs` with `learn` (no list built per batch)."
+    def step():
+        for f in fs: f(learn)
+    return step
 def _len(dl): return len(dl) if hasattr(dl, '__len__') else None
 
 def _check_lr(lr):
@@ -154,7 +160,7 @@ def _check_lr(lr):
         raise ValueError(f"lr must be a number >= 0, got {lr!r}")
     return lr
 
-# %% ../nbs/02_learner.ipynb #c0801b17
+# %% ../nbs/02_learner.ipynb #27b10148
 class _Batches:
     "Training batches `start`.. of epoch `epoch`; with `n`, of the `epoch`-th run of `n` batches through `dl` repeated."
     def __init__(self, dl, epoch, start=0, n=None): self.dl,self.epoch,self.start,self.n = dl,epoch,start,n
@@ -178,7 +184,7 @@ def _epoch_from(dl, epoch, start):
         except TypeError: dl.set_epoch(epoch)    # a set_epoch without `start`
     return islice(dl, start, None)
 
-# %% ../nbs/02_learner.ipynb #bb13a07a
+# %% ../nbs/02_learner.ipynb #c91cc2ec
 def default_device():
     "CUDA when available, else Apple's MPS when available, else CPU."
     if torch.cuda.is_available(): return torch.device('cuda')
