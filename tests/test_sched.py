@@ -319,17 +319,21 @@ def test_lr_find_stops_when_loss_diverges():
     assert not last <= 4*min(cb.smooth[:-1])   # stopped at the first smoothed loss over 4x the best (or NaN)
     assert all(s <= 4*min(cb.smooth[:i + 1]) for i, s in enumerate(cb.smooth[:-1]))
 
-def test_lr_finder_smoothing_and_suggestions_on_a_known_curve():
-    # drive the callback with a synthetic loss: flat, then falling fastest at lr=1e-3, minimum near 1e-1, then rising
-    cb = LRFinderCB(1e-6, 10., num_it=71, stop_div=False, beta=0.9)
+def drive_lr_finder(cb, loss_at, n):
+    "Run `cb`'s batch events for up to `n` batches with the loss given by `loss_at(lr)`, as a fit would, until it stops."
     learn = SimpleNamespace(opt=SimpleNamespace(param_groups=[{}]), training=True)
-    loss_at = lambda lr: 2 - math.tanh(math.log10(lr/1e-3)) + 0.5*max(0., math.log10(lr/0.1))**2
     cb.before_fit(learn)
-    for i in range(71):
+    for i in range(n):
         cb.before_batch(learn)
         learn.loss = torch.tensor(loss_at(learn.opt.param_groups[0]['lr']))
         try: cb.after_batch(learn)
         except Exception: break
+
+def test_lr_finder_smoothing_and_suggestions_on_a_known_curve():
+    # drive the callback with a synthetic loss: flat, then falling fastest at lr=1e-3, minimum near 1e-1, then rising
+    cb = LRFinderCB(1e-6, 10., num_it=71, stop_div=False, beta=0.9)
+    loss_at = lambda lr: 2 - math.tanh(math.log10(lr/1e-3)) + 0.5*max(0., math.log10(lr/0.1))**2
+    drive_lr_finder(cb, loss_at, 71)
     beta, avg, ref = 0.9, 0., []
     for i, l in enumerate(cb.losses): avg = beta*avg + (1 - beta)*l; ref.append(avg/(1 - beta**(i + 1)))
     assert cb.smooth == pytest.approx(ref)
@@ -358,16 +362,10 @@ def test_lr_finder_default_suggestions_land_near_the_true_points():
     # 100 batches over 8 decades, a loss falling fastest at lr=1e-3 and lowest near lr=0.115: the default smoothing
     # must not lag so much that the suggestions move by half a decade or more
     cb = LRFinderCB()
-    learn = SimpleNamespace(opt=SimpleNamespace(param_groups=[{}]), training=True)
     loss_at = lambda lr: 2 - math.tanh(math.log10(lr/1e-3)) + 2*max(0., math.log10(lr/0.1))**2
     us = torch.linspace(1.5, 2.5, 10001, dtype=torch.float64)   # u = log10(lr/1e-3) around the minimum
     true_min = 1e-3*10**float(us[torch.tensor([loss_at(1e-3*10**float(u)) for u in us]).argmin()])
-    cb.before_fit(learn)
-    for i in range(100):
-        cb.before_batch(learn)
-        learn.loss = torch.tensor(loss_at(learn.opt.param_groups[0]['lr']))
-        try: cb.after_batch(learn)
-        except Exception: break
+    drive_lr_finder(cb, loss_at, 100)
     s = cb.suggest()
     assert abs(math.log10(s.steep/1e-3)) < 0.5
     assert abs(math.log10(s.minimum/(true_min/10))) < 0.5
