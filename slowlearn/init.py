@@ -7,7 +7,6 @@ from functools import partial
 import torch
 from torch import nn
 import torch.nn.functional as F
-import matplotlib.pyplot as plt
 from fastcore.basics import store_attr
 from .learner import Callback
 
@@ -152,6 +151,7 @@ class ActivationStatsCB(Callback):
 
     def plot_stats(self, figsize=(10, 3.5)):
         "Plot each module's activation mean and std against the training batch."
+        import matplotlib.pyplot as plt
         fig, axs = plt.subplots(1, 2, figsize=figsize)
         for i in range(len(self.stats)):
             axs[0].plot(self.means[i].numpy(), label=str(i)); axs[1].plot(self.stds[i].numpy(), label=str(i))
@@ -162,6 +162,7 @@ class ActivationStatsCB(Callback):
 
     def _per_module(self, draw, figsize, ncols):
         "One small panel per module, drawn by `draw(ax, i)`; spare panels are blank."
+        import matplotlib.pyplot as plt
         n = len(self.stats)
         fig, axs = plt.subplots(math.ceil(n/ncols), min(n, ncols), figsize=figsize, squeeze=False)
         for i, ax in enumerate(axs.flat):
