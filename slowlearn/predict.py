@@ -163,8 +163,8 @@ def _items_at(dl, idxs):
         for i,k in want.items():
             if start <= i < start + len(xb): out[k] = xb[i - start]
         start += len(xb)
-        if all(o is not None for o in out): break
-    return out
+        if all(o is not None for o in out): return out
+    raise ValueError(f"dl yielded {start} items, fewer than predicted: it must yield the same items in the same order each time")
 
 def _show_image(ax, x, cmap):
     x = x.detach().float().cpu()

@@ -1,5 +1,5 @@
 "`get_preds`, `predict_batch`, `tta` and `ClassificationInterpretation` against plain PyTorch, on any loader and under torchrun."
-import importlib.util, io, socket, subprocess, os, sys
+import importlib.util, io
 from contextlib import redirect_stdout
 from functools import partial
 from pathlib import Path
@@ -16,8 +16,12 @@ from slowlearn.speed import MixedPrecisionCB
 from slowlearn.predict import ClassificationInterpretation, GatherPredsCB, per_item_loss, loss_activation, hflip
 
 HERE = Path(__file__).parent
-spec = importlib.util.spec_from_file_location('ddp_preds', HERE/'ddp_preds.py')
-ddp_preds = importlib.util.module_from_spec(spec); spec.loader.exec_module(ddp_preds)
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, HERE/f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+ddp_preds = _load('ddp_preds')
+torchrun = _load('test_distributed').torchrun     # the same launcher as the training tests
 
 def data(n=90, seed=0):
     "Images `(n, 1, 3, 4)` whose class (of 3) depends on the pixels, so a model learns something in one epoch."
@@ -248,22 +252,11 @@ def test_interpretation_rejects_bad_arguments(learn, interp):
     with pytest.raises(ValueError, match='one value per item'): ClassificationInterpretation(p, t[:3], l)
     with pytest.raises(ValueError, match=r'k must be an integer in \[1, 50\]'): interp.top_losses(51)
     with pytest.raises(ValueError, match='needs the loader'): ClassificationInterpretation(p, t, l).plot_top_losses()
+    with pytest.raises(ValueError, match='dl yielded 0 items, fewer than predicted'): ClassificationInterpretation(p, t, l, dl=[]).plot_top_losses()
     x, _ = learn.dls.valid.tensors
     with pytest.raises(ValueError, match='needs batches with targets'): ClassificationInterpretation.from_learner(learn, [(x,)])
 
 # --- two processes under torchrun
-
-def free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-def torchrun(script, *args, nproc=2, timeout=300):
-    "Run `script` under torchrun with `nproc` CPU processes talking over 127.0.0.1."
-    env = {k: v for k,v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
-    env.update(OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
-    if sys.platform == 'linux': env['GLOO_SOCKET_IFNAME'] = 'lo'
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', str(nproc),
-           '--master_addr', '127.0.0.1', '--master_port', str(free_port()), str(script), *map(str, args)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 @pytest.fixture(scope='module')
 def two_ranks(tmp_path_factory):
