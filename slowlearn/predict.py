@@ -85,8 +85,6 @@ def _check_act(act):
 def _validate(learn):
     with torch.inference_mode(): learn.one_epoch(False)
 
-_state = ('dls', 'cbs', 'training', 'dl', 'iter', 'batch', 'preds', 'loss')   # what get_preds changes and puts back
-
 @patch
 def get_preds(self:Learner, dl=None, with_input=False, with_loss=False, act=None, cbs=None):
     "Predictions (through `act`, default `loss_activation`) and targets on `dl` (default `dls.valid`) in its order, on the CPU."
@@ -95,16 +93,14 @@ def get_preds(self:Learner, dl=None, with_input=False, with_loss=False, act=None
     _check_bool('with_input', with_input); _check_bool('with_loss', with_loss); _check_act(act)
     if self._handlers: raise RuntimeError("get_preds can't run while fit is running (from a callback); call it after fit")
     gather = GatherPredsCB(with_input, with_loss, per_item_loss(self.loss_func) if with_loss else None)
-    saved,was_training = {k: vars(self)[k] for k in _state if k in vars(self)},self.model.training
+    saved,was_training = dict(vars(self)),self.model.training   # put back afterwards: callbacks, loop state, steps
     dls = copy.copy(self.dls); dls.valid = dl
     try:
         self.cbs,self.dls = L(cb for cb in self.cbs if getattr(cb, 'inference', False)) + L(cbs) + [gather],dls
         self._dispatch()
         with_cbs('fit')(_validate)(self)
     finally:
-        for k in _state: vars(self).pop(k, None)
-        vars(self).update(saved)
-        self._handlers = {}
+        vars(self).clear(); vars(self).update(saved)
         self.model.train(was_training)
     if gather.res is None: raise ValueError("dl yielded no batches (or a callback cancelled get_preds)")
     res,gather.res = gather.res,None

@@ -127,11 +127,12 @@ def test_only_callbacks_marked_inference_run_and_the_learner_is_left_as_it_was()
     marked, unmarked, extra = Count(True), Count(False), Count(False)
     learn = learner(cbs=[marked, unmarked])
     marked.n = unmarked.n = 0
-    history, cbs, dls = list(learn.history), list(learn.cbs), learn.dls
+    before, history, cbs = dict(vars(learn)), list(learn.history), list(learn.cbs)
     learn.model.train()
     learn.get_preds(cbs=extra)
     assert (marked.n, unmarked.n, extra.n) == (4, 0, 4)    # 50 items in batches of 16
-    assert learn.history == history and list(learn.cbs) == cbs and learn.dls is dls and learn.model.training
+    assert vars(learn).keys() == before.keys() and all(vars(learn)[k] is v for k, v in before.items())
+    assert learn.history == history and list(learn.cbs) == cbs and learn.model.training
     learn.fit(1)                                            # and it still trains
     assert len(learn.history) == 2
 
