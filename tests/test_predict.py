@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest, torch, torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
 from fastcore.basics import noop
 from torcheval.metrics import MulticlassAccuracy
 from slowlearn.learner import Learner, Callback, DeviceCB
@@ -39,7 +39,7 @@ def learner(cbs=(), loss_func=F.cross_entropy, n_valid=50, bs=16):
     xt, yt = data(200, seed=1)
     xv, yv = data(n_valid)
     dls = DataLoaders.from_tensors(xt, yt, xv, yv, bs=bs, seed=0)
-    learn = Learner(model(), dls, lr=0.1, loss_func=loss_func, cbs=[MetricsCB(MulticlassAccuracy()), *cbs])
+    learn = Learner(model(), dls, lr=0.1, loss_func=loss_func, cbs=[DeviceCB('cpu'), MetricsCB(MulticlassAccuracy()), *cbs])
     learn.fit(1)
     return learn
 
@@ -175,6 +175,15 @@ def test_predict_batch_on_a_batch_and_on_one_item(learn):
     a0, c0 = learn.predict_batch(x[3])
     assert a0.shape == (3,) and c0.ndim == 0
     assert_close(a0, acts[3], rtol=0, atol=1e-6) and c0 == cls[3]
+
+def test_predict_batch_tells_an_item_from_a_batch_with_any_loader(learn):
+    x, y = learn.dls.valid.tensors
+    dls = DataLoaders(learn.dls.train, DataLoader(TensorDataset(x, y), batch_size=8))   # it peeks at a batch
+    other = Learner(learn.model, dls)
+    acts, cls = other.predict_batch(x[:3])
+    a2, c2 = other.predict_batch(x[2])
+    assert acts.shape == (3, 3) and a2.shape == (3,) and c2 == cls[2]
+    assert_close(acts, softmax_of(learn, x[:3]), rtol=0, atol=1e-6)
 
 def test_predict_batch_returns_no_classes_for_a_regression():
     learn = learner(loss_func=lambda p, y: F.mse_loss(p[:, 0], y.float()))
