@@ -9,6 +9,7 @@ import sys
 from .data import *
 from .learner import *
 from .metrics import *
+from .predict import *
 from .optim import *
 from .init import *
 from .layers import *
@@ -20,5 +21,5 @@ from .distributed import *
 from .resnet import *
 
 # %% ../nbs/99_package.ipynb #75aeaf58
-_modules = 'data learner metrics optim init layers sched checkpoint speed experiments distributed resnet'.split()
+_modules = 'data learner metrics predict optim init layers sched checkpoint speed experiments distributed resnet'.split()
 __all__ = sorted({n for m in _modules for n in sys.modules[f'slowlearn.{m}'].__all__})

@@ -31,6 +31,7 @@ def _under_torchrun(): return 'RANK' in os.environ and 'WORLD_SIZE' in os.enviro
 class DDPCB(Callback):
     "Data-parallel training under `torchrun`: shard each batch over ranks, average gradients with DDP, report global metrics."
     order = DeviceCB.order - 1      # shard batches before DeviceCB moves them; set the GPU before it moves the model
+    inference = True                # get_preds shards batches too, and puts the results back with `gather_shards`
     def __init__(self, backend=None, **ddp_kwargs):
         if backend not in (None, 'gloo', 'nccl'): raise ValueError(f"backend must be None, 'gloo' or 'nccl', got {backend!r}")
         self.backend,self.ddp_kwargs,self.ddp = backend,ddp_kwargs,None
@@ -88,6 +89,21 @@ class DDPCB(Callback):
         dist.all_reduce(t)
         cb.loss_sum,cb.n = t[0],int(t[1].item())
         for m in cb.metrics.values(): m.load_state_dict(get_synced_metric(m).state_dict())
+
+    def gather_shards(self, ts, sizes):
+        "Every rank's rows of the tensors `ts` in the loader's order, on every rank; this rank's rows came `sizes[b]` from batch `b`."
+        if not self.ddp: return ts
+        ns = [torch.empty(len(sizes), dtype=torch.long, device=self.device) for _ in range(self.world)]
+        dist.all_gather(ns, torch.tensor(sizes, dtype=torch.long, device=self.device))
+        ns = [n.tolist() for n in ns]
+        m,res = max(map(sum, ns)),[]
+        for t in ts:
+            x = torch.cat([t, t.new_zeros(m - len(t), *t.shape[1:])]).to(self.device)   # all_gather needs equal shapes
+            parts = [torch.empty_like(x) for _ in range(self.world)]
+            dist.all_gather(parts, x)
+            shards = [p[:sum(n)].cpu().split(n) for p,n in zip(parts, ns)]
+            res.append(torch.cat([s for b in zip(*shards) for s in b]))   # batch by batch: rank 0's rows, rank 1's, ...
+        return res
 
     def cleanup_fit(self, learn):
         if not self.ddp: return

@@ -200,7 +200,7 @@ def to_device(x, device):
 
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
-    order = -10
+    order,inference = -10,True   # `inference`: get_preds (lesson 03a) runs it too
     def __init__(self, device=None): self.device = torch.device(device) if device is not None else default_device()
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)

@@ -26,6 +26,7 @@ def model_device(model):
 class MixedPrecisionCB(Callback):
     "Forward pass and loss under `torch.autocast` in `dtype` (None: float16 on CUDA, else bfloat16); float16 with loss scaling."
     order = -4   # after GradAccumCB (-5): unscale once the gradient is complete; before clipping (> -4) reads it
+    inference = True   # get_preds runs the forward pass under autocast too
     def __init__(self, dtype=None, **scaler_kwargs):
         if dtype is not None: amp_dtype('cpu', dtype)
         self.dtype,self.scaler_kwargs = dtype,scaler_kwargs
