@@ -78,7 +78,10 @@ def test_a_failing_disk_gives_one_line_exit_1_and_the_same_resume_then_succeeds(
     assert (tmp_path/'again'/'model.pt').read_bytes() == (tmp_path/'whole'/'model.pt').read_bytes()
     assert csv_rows(tmp_path/'again'/'history.csv') == csv_rows(tmp_path/'whole'/'history.csv')
 
-def test_an_out_folder_that_cannot_be_made_gives_one_line_and_exit_1(tmp_path):
+@pytest.mark.parametrize('config', [False, True])
+def test_an_out_folder_that_cannot_be_made_gives_one_line_and_exit_1(tmp_path, config):
+    from slowlearn.experiments import TrainConfig
     (tmp_path/'a_file').write_text('')
-    r = slowlearn('fit', '--out', str(tmp_path/'a_file'/'run'), timeout=300)
+    if config: TrainConfig().save(tmp_path/'cfg.json')
+    r = slowlearn('fit', *(['--config', str(tmp_path/'cfg.json')] if config else []), '--out', str(tmp_path/'a_file'/'run'), timeout=300)
     assert r.returncode == 1 and r.stderr.splitlines() == [f"slowlearn fit: error: cannot write {tmp_path}/a_file/run: {os.strerror(errno.ENOTDIR)}"]
