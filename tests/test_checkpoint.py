@@ -295,6 +295,19 @@ def test_a_failed_index_write_keeps_the_earlier_checkpoints_and_index(tmp_path, 
     with pytest.raises(WriteError, match='index.json'): make_learn([CheckpointCB(tmp_path)]).fit(2, resume=True)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before     # the unindexed new checkpoint is gone too
 
+def test_resume_true_after_a_full_disk_continues_from_the_last_good_checkpoint(tmp_path, monkeypatch):
+    ref = make_learn([OneCycle()]); ref.fit(3)
+    real = C.atomic_write
+    def disk_fills_at_the_second(path, write):     # the second checkpoint's bytes don't fit
+        return real(path, (lambda f: write(FillsUp(f, 1000))) if path.name.startswith('ckpt-00002') else write)
+    monkeypatch.setattr(C, 'atomic_write', disk_fills_at_the_second)
+    with pytest.raises(WriteError, match=f'cannot write {tmp_path}/ckpt-00002-epoch1-step20.pt: {os.strerror(errno.ENOSPC)}'):
+        make_learn([OneCycle(), CheckpointCB(tmp_path)]).fit(3)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['ckpt-00001-epoch0-step10.pt', 'index.json']
+    learn = make_learn([OneCycle(), ck := CheckpointCB(tmp_path)], seed=7); learn.fit(3, resume=True)
+    assert ck.resumed['step'] == 10 and learn.history == ref.history and states_equal(learn, ref)
+
 def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()
     for pid in (dead, os.getppid()): (tmp_path/f'.m.pt.{pid}.tmp').write_bytes(b'half')
