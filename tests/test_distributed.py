@@ -30,7 +30,8 @@ def torchrun(script, *args, launch='static', nproc=2, timeout=300):
 def assert_clean_exit(res, out, mode, initialized=False):
     "Every rank exited with 0, nothing aborted or warned, and at exit the process group was (not) still up."
     assert res.returncode == 0, res.stderr[-4000:]
-    for bad in ('terminate called', 'Abort', 'destroy_process_group', 'Warning'): assert bad not in res.stderr, res.stderr[-4000:]
+    # an abort at exit, and torch's warning about a group never destroyed (it names destroy_process_group)
+    for bad in ('terminate called', 'Abort', 'destroy_process_group', 'NOT been destroyed'): assert bad not in res.stderr, res.stderr[-4000:]
     for r in range(2): assert json.loads((out/f'{mode}_exit_rank{r}.json').read_text()) == dict(initialized=initialized)
 
 @pytest.fixture(scope='module', params=LAUNCHES)
