@@ -63,7 +63,7 @@ def _where_help(folder):
 
 def download_fashion_mnist(dest=None, mirrors=None, timeout=30):
     "Download the official Fashion-MNIST files missing from `dest` (default: the user cache), checking their md5."
-    from .checkpoint import atomic_write, make_dir   # the library's one writer: full or read-only disks raise WriteError
+    from slowlearn.checkpoint import atomic_write, make_dir   # the library's one writer: full or read-only disks raise WriteError
     dest = make_dir(dest or fmnist_cache_dir())
     for name, md5 in FMNIST_FILES.items():
         if (dest/name).is_file(): continue
