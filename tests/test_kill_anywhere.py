@@ -1,4 +1,4 @@
-"`slowlearn fit --ckpt-dir D --resume` SIGKILLed at random moments, then finished: the same weights, byte for byte, and the same history as one uninterrupted run."
+"`slowlearn fit --ckpt-dir D --resume` SIGKILLed at random moments and in the middle of its writes, then finished: the same weights, byte for byte, and the same history as one uninterrupted run."
 import csv, os, random, shutil, signal, subprocess, sys, time
 import pytest
 
@@ -17,17 +17,23 @@ def run_to_end(data, ckpt, out):
     assert p.returncode == 0, err[-3000:]
     return time.monotonic() - t0
 
-def kill_at(data, ckpt, out, delay):
-    "Start a run and SIGKILL it `delay` seconds after its first output line; False if it finished before."
+def temp_files(pid, *folders):
+    "The temporary files process `pid` is writing (`atomic_write` names them `.NAME.PID.tmp`)."
+    return [p for d in folders if d.is_dir() for p in d.iterdir() if p.name.endswith(f'.{pid}.tmp')]
+
+def kill_at(data, ckpt, out, when):
+    "Start a run and SIGKILL it `when` seconds after its first output line, or with `when='mid-write'` as soon as one of its writes has begun; returns (killed, whether it left a temporary file)."
     p = start(data, ckpt, out)
-    p.stdout.readline()              # the table's header, or '' at exit when a resumed run had nothing left to train
-    try: p.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGKILL); p.communicate(); assert p.returncode == -signal.SIGKILL
-        return True
-    p.communicate()
-    assert p.returncode == 0, p.stderr
-    return False
+    if when == 'mid-write':
+        while p.poll() is None and not temp_files(p.pid, ckpt, out): time.sleep(0.001)
+    else:
+        p.stdout.readline()          # the table's header, or '' at exit when a resumed run had nothing left to train
+        try: p.wait(timeout=when)
+        except subprocess.TimeoutExpired: pass
+    p.send_signal(signal.SIGKILL)    # a no-op if it has already exited
+    _,err = p.communicate()
+    assert p.returncode in (0, -signal.SIGKILL), err[-3000:]
+    return p.returncode != 0, bool(temp_files(p.pid, ckpt, out))
 
 def rows(path):
     with open(path, newline='') as f: return list(csv.reader(f))
@@ -39,27 +45,27 @@ def assert_same_run(run, ref):
     assert not [p.name for p in (run/'ckpt').iterdir() if p.name.endswith('.tmp')]
 
 def kill_anywhere(data, tmp_path, n_kills, seed=0):
-    "SIGKILL runs at uniform random moments until `n_kills` kills landed, then let one finish; each finished run must equal the reference."
+    "SIGKILL runs until `n_kills` kills landed, then let one finish; a run that finishes is compared with the reference and started afresh."
     ref,run = tmp_path/'ref',tmp_path/'run'
     t_train = run_to_end(data, ref/'ckpt', ref/'out')
-    rng,kills,finished,tmp_left = random.Random(seed),0,0,0
+    rng,kills,mid_write,finished = random.Random(seed),0,0,0
     while True:
         if kills < n_kills:
-            if kill_at(data, run/'ckpt', run/'out', rng.uniform(0, t_train)):
-                kills += 1
-                tmp_left += any(p.name.endswith('.tmp') for p in (run/'ckpt').glob('.*'))
-                continue
+            # every other kill waits for a write to begin: a uniform random moment rarely falls in one
+            killed,left_temp = kill_at(data, run/'ckpt', run/'out', 'mid-write' if kills % 2 else rng.uniform(0, t_train))
+            kills += killed; mid_write += left_temp
+            if killed: continue
         else: run_to_end(data, run/'ckpt', run/'out')
         assert_same_run(run, ref); finished += 1
-        if kills == n_kills: return kills, finished, tmp_left
+        if kills == n_kills: return kills, mid_write, finished
         shutil.rmtree(run)              # it finished before the next kill: start another run from scratch
 
 def test_three_kills_anywhere_then_the_uninterrupted_result(tiny_fmnist, tmp_path):
-    kills,finished,_ = kill_anywhere(tiny_fmnist, tmp_path, 3)
+    kills,mid_write,finished = kill_anywhere(tiny_fmnist, tmp_path, 3)
     assert kills == 3 and finished >= 1
 
 @pytest.mark.slow
 def test_twenty_kills_anywhere_then_the_uninterrupted_result(tiny_fmnist, tmp_path):
-    kills,finished,tmp_left = kill_anywhere(tiny_fmnist, tmp_path, 20, seed=1)
-    print(f'{kills} kills, {finished} runs finished and compared; {tmp_left} kills left a temporary file (killed mid-write)')
-    assert kills == 20 and finished >= 1
+    kills,mid_write,finished = kill_anywhere(tiny_fmnist, tmp_path, 20, seed=1)
+    print(f'{kills} kills, {mid_write} of them in the middle of a write; {finished} finished runs compared')
+    assert kills == 20 and mid_write >= 1 and finished >= 1
