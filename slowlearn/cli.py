@@ -4,7 +4,7 @@
 __all__ = ['conv_block', 'fmnist_cnn', 'train_fmnist', 'parser', 'write_history', 'fit_cmd', 'main']
 
 # %% ../nbs/04_cli.ipynb #a121fba5
-import argparse, csv, sys
+import argparse, csv, io, sys
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,7 @@ from .optim import AdamW
 import slowlearn.sched  # adds Learner.fit_one_cycle and Learner.lr_find
 from .metrics import MetricsCB, ProgressCB
 from .data import fashion_mnist
-from .checkpoint import CheckpointCB, EarlyStoppingCB, GradAccumCB, CheckpointError
+from .checkpoint import CheckpointCB, EarlyStoppingCB, GradAccumCB, CheckpointError, atomic_write, make_dir
 
 # %% ../nbs/04_cli.ipynb #e4d4ff7d
 def conv_block(ni, nf, ks=3, act=True):
@@ -43,9 +43,13 @@ def train_fmnist(epochs=5, lr=1e-2, bs=512, data=None, seed=0, wd=1e-2, cbs=None
     return learn
 
 # %% ../nbs/04_cli.ipynb #44ed41ce
-def _die(prog, msg):
+def _die(prog, msg, code=2):
     print(f'{prog}: error: ' + ' '.join(str(msg).split()), file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
+
+def _failed(prog, e):
+    "Exit on an error of the run: 1 when the system failed it (a disk that is full, read-only, ...), 2 for bad input."
+    _die(prog, e, 1 if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) else 2)
 
 class _Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose usage errors are one line on stderr and exit code 2."
@@ -86,11 +90,11 @@ def parser():
     return p
 
 def write_history(history, fname):
-    "Write `learn.history` records to a CSV file."
+    "Write `learn.history` records to the CSV file `fname`, atomically."
     cols = list(dict.fromkeys(k for r in history for k in r)) or ['epoch', 'phase', 'loss']
-    with open(fname, 'w', newline='') as f:
-        w = csv.DictWriter(f, cols)
-        w.writeheader(); w.writerows(history)
+    w = csv.DictWriter(buf := io.StringIO(), cols)
+    w.writeheader(); w.writerows(history)
+    atomic_write(fname, lambda f: f.write(buf.getvalue().encode()))
 
 def fit_cmd(args):
     "Run `slowlearn fit` with parsed `args`."
@@ -98,15 +102,16 @@ def fit_cmd(args):
     if args.config is not None: return _fit_config(args, prog)
     if args.data is not None and not Path(args.data).is_dir(): _die(prog, f'--data {args.data!r} is not a readable folder')
     out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: _die(prog, f'cannot create --out folder {str(out)!r}: {e}')
+    try: make_dir(out)
+    except OSError as e: _die(prog, e, 1)
     if args.resume and not args.ckpt_dir: _die(prog, '--resume needs --ckpt-dir (the folder new checkpoints go to)')
     cbs = ([CheckpointCB(args.ckpt_dir)] if args.ckpt_dir else []) + ([GradAccumCB(args.accumulate)] if args.accumulate > 1 else [])
     if args.patience is not None: cbs.append(EarlyStoppingCB(patience=args.patience))
-    try: learn = train_fmnist(args.epochs, args.lr, args.bs, args.data, args.seed, args.wd, cbs=cbs, resume=args.resume)
-    except (FileNotFoundError, ValueError, OSError, CheckpointError) as e: _die(prog, e)
-    torch.save(learn.model.state_dict(), out/'model.pt')
-    write_history(learn.history, out/'history.csv')
+    try:
+        learn = train_fmnist(args.epochs, args.lr, args.bs, args.data, args.seed, args.wd, cbs=cbs, resume=args.resume)
+        atomic_write(out/'model.pt', lambda f: torch.save(learn.model.state_dict(), f))
+        write_history(learn.history, out/'history.csv')
+    except (ValueError, OSError, CheckpointError) as e: _failed(prog, e)
     print(f'wrote {out/"model.pt"} and {out/"history.csv"}')
 
 def _fit_config(args, prog):
@@ -121,7 +126,7 @@ def _fit_config(args, prog):
     except (OSError, ValueError, TypeError) as e: _die(prog, e)
     out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
     try: fit_config(cfg, out, resume=args.resume or False)
-    except (FileNotFoundError, ValueError, OSError, CheckpointError) as e: _die(prog, e)
+    except (ValueError, OSError, CheckpointError) as e: _failed(prog, e)
     if is_main_process(): print(f'wrote the run folder {out}')
 
 def main(argv=None):

@@ -63,8 +63,8 @@ def _where_help(folder):
 
 def download_fashion_mnist(dest=None, mirrors=None, timeout=30):
     "Download the official Fashion-MNIST files missing from `dest` (default: the user cache), checking their md5."
-    dest = Path(dest or fmnist_cache_dir())
-    dest.mkdir(parents=True, exist_ok=True)
+    from slowlearn.checkpoint import atomic_write, make_dir   # the library's one writer: full or read-only disks raise WriteError
+    dest = make_dir(dest or fmnist_cache_dir())
     for name, md5 in FMNIST_FILES.items():
         if (dest/name).is_file(): continue
         errs = []
@@ -73,8 +73,7 @@ def download_fashion_mnist(dest=None, mirrors=None, timeout=30):
                 with urllib.request.urlopen(url, timeout=timeout) as r: data = r.read()
             except (OSError, ValueError, http.client.HTTPException) as e: errs.append(f"{url}: {e}"); continue
             if (got := hashlib.md5(data).hexdigest()) != md5: errs.append(f"{url}: md5 {got}, expected {md5}"); continue
-            part = dest/f'{name}.part'   # write then rename, so an interrupted download never looks complete
-            part.write_bytes(data); part.replace(dest/name)
+            atomic_write(dest/name, lambda f: f.write(data))   # an interrupted download never looks complete
             break
         else: raise FileNotFoundError(f"could not download {name} ({'; '.join(errs)}); {_where_help(dest)}")
     return dest

@@ -4,7 +4,7 @@
 __all__ = ['shard_bounds', 'is_main_process', 'DDPCB']
 
 # %% ../nbs/12_distributed.ipynb #e79ed0d5
-import contextlib, os, sys
+import atexit, contextlib, os, sys
 import torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torcheval.metrics.toolkit import get_synced_metric
@@ -27,6 +27,10 @@ def is_main_process():
 
 def _under_torchrun(): return 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
 
+def _destroy_at_exit(pg):
+    "Destroy the process group `pg` when the program ends, unless it was destroyed or replaced before."
+    if dist.is_initialized() and dist.group.WORLD is pg: dist.destroy_process_group()
+
 # %% ../nbs/12_distributed.ipynb #d72f506c
 class DDPCB(Callback):
     "Data-parallel training under `torchrun`: shard each batch over ranks, average gradients with DDP, report global metrics."
@@ -43,6 +47,8 @@ class DDPCB(Callback):
             backend = self.backend or ('nccl' if torch.cuda.is_available() else 'gloo')
             if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
             dist.init_process_group(backend)
+            # ours to end: a group alive at interpreter exit can abort the process after training (gloo's threads)
+            atexit.register(_destroy_at_exit, dist.group.WORLD)
         self.rank,self.world = dist.get_rank(),dist.get_world_size()
         if dist.get_backend() == 'nccl':
             self.device = torch.device('cuda', torch.cuda.current_device())

@@ -5,7 +5,7 @@ __all__ = ['set_seed', 'CSVLoggerCB', 'TensorBoardCB', 'TrainConfig', 'config_dl
            'draw_configs', 'load_trials', 'sort_trials', 'random_search']
 
 # %% ../nbs/11_experiments.ipynb #f1368690
-import csv, dataclasses, json, math, os, random, sys, time, warnings
+import csv, dataclasses, io, json, math, os, random, sys, time, warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
@@ -17,7 +17,7 @@ from .learner import Learner, Callback, DeviceCB
 from .metrics import MetricsCB, ProgressCB
 from .data import DataLoaders, load_fashion_mnist
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine
-from .checkpoint import CheckpointCB, EarlyStoppingCB
+from .checkpoint import CheckpointCB, EarlyStoppingCB, WriteError, atomic_write, make_dir
 from .distributed import DDPCB, is_main_process
 
 # %% ../nbs/11_experiments.ipynb #311891b0
@@ -36,41 +36,37 @@ def set_seed(seed, deterministic=None):
 
 # %% ../nbs/11_experiments.ipynb #ac918f12
 class CSVLoggerCB(Callback):
-    "Append each `learn.history` record to the CSV file `path` as soon as it is made; resumed fits continue the file."
+    "Add each `learn.history` record to the CSV file `path` as soon as it is made; resumed fits continue the file."
     order = MetricsCB.order + 1     # after MetricsCB has made this epoch's record
     def __init__(self, path='history.csv', append=False):
         if not isinstance(path, (str, os.PathLike)): raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
         self.path,self.append = Path(path),append
 
-    def before_fit(self, learn): self.cols = None
+    def before_fit(self, learn): self.rows = None
 
     def after_epoch(self, learn):
         h,phase = learn.history,'train' if learn.training else 'valid'
         if not h or (h[-1].get('epoch'), h[-1].get('phase')) != (learn.epoch, phase) or not is_main_process(): return
-        rec = h[-1]
-        if self.cols is None: self._start(learn, rec)
-        elif set(rec) - set(self.cols): self._rewrite(self._read(), rec)   # a new column: widen the header
-        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.cols).writerow(rec)
+        if self.rows is None: self.rows = self._start(learn)
+        self.rows.append(h[-1])
+        self._write()
 
-    def _start(self, learn, rec):
-        "Begin this fit's rows: a new file, or the old one's rows (those before `learn.start_epoch` when resuming)."
+    def _start(self, learn):
+        "The rows before this fit's: none, or the old file's (those before `learn.start_epoch` when resuming)."
         resume = getattr(learn, 'resume', None) not in (None, False)
         rows = self._read() if (resume or self.append) else []
-        if resume: rows = [r for r in rows if int(r['epoch']) < learn.start_epoch]
-        self._rewrite(rows, rec)
+        return [r for r in rows if int(r['epoch']) < learn.start_epoch] if resume else rows
 
     def _read(self):
         if not self.path.exists(): return []
         with open(self.path, newline='') as f: return list(csv.DictReader(f))
 
-    def _rewrite(self, rows, rec):
-        "Write the header and `rows` to a temporary file and move it over `path`, so no moment leaves a partial file."
-        self.cols = list(dict.fromkeys([*(rows[0] if rows else []), *(self.cols or []), *rec]))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f'.{self.path.name}.tmp')
-        with open(tmp, 'w', newline='') as f:
-            w = csv.DictWriter(f, self.cols); w.writeheader(); w.writerows(rows)
-        os.replace(tmp, self.path)
+    def _write(self):
+        "Replace `path` by the header and all rows with `atomic_write`, so no moment leaves a partial file."
+        w = csv.DictWriter(buf := io.StringIO(), list(dict.fromkeys(k for r in self.rows for k in r)))
+        w.writeheader(); w.writerows(self.rows)
+        make_dir(self.path.parent)
+        atomic_write(self.path, lambda f: f.write(buf.getvalue().encode()))
 
 # %% ../nbs/11_experiments.ipynb #1eb94bd6
 _TB_HELP = ('TensorBoardCB needs the tensorboard package: pip install -e ".[tensorboard]" in a slowlearn checkout '
@@ -166,7 +162,7 @@ class TrainConfig:
 
     def save(self, path):
         "Write the config to `path` as JSON."
-        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + '\n')
+        atomic_write(path, lambda f: f.write((json.dumps(dataclasses.asdict(self), indent=2) + '\n').encode()))
 
     @classmethod
     def load(cls, path):
@@ -204,7 +200,7 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True):
     if resume and (out is None or not cfg.checkpoint): raise ValueError("resume=True needs a run folder `out` and cfg.checkpoint=True")
     out = None if out is None else Path(out)
     if out is not None and is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
+        make_dir(out)
         if resume and (out/'config.json').exists() and (old := TrainConfig.load(out/'config.json')) != cfg:
             diff = {k: (v, getattr(cfg, k)) for k,v in dataclasses.asdict(old).items() if v != getattr(cfg, k)}
             raise ValueError(f"{out/'config.json'} describes another run (saved vs given: {diff}); resume with its config or use a new folder")
@@ -226,7 +222,7 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True):
     learn = Learner(model, dls, lr=cfg.lr, opt_func=opt_func, cbs=run_cbs + list(cbs or []))
     learn.fit(cfg.epochs, resume=resume)
     if out is not None and is_main_process():
-        torch.save(learn.model.state_dict(), out/'model.pt')
+        atomic_write(out/'model.pt', lambda f: torch.save(learn.model.state_dict(), f))
         _plot_run(learn, rec, out)
     return learn
 
@@ -239,10 +235,15 @@ def _plot_run(learn, rec, out):
         nb = len(rec['loss']) / max(len(valid), 1)
         ax.plot([nb * (i + 1) for i in range(len(valid))], [h['loss'] for h in valid], 'o-', label='valid')
     ax.set(xlabel='batch', ylabel='loss', yscale='log'); ax.legend()
-    fig.savefig(out/'loss.png', dpi=100, bbox_inches='tight'); plt.close(fig)
+    _save_png(fig, out/'loss.png')
     fig,ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(rec['lr']); ax.set(xlabel='batch', ylabel='learning rate')
-    fig.savefig(out/'lr.png', dpi=100, bbox_inches='tight'); plt.close(fig)
+    _save_png(fig, out/'lr.png')
+
+def _save_png(fig, path):
+    import matplotlib.pyplot as plt
+    try: atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100, bbox_inches='tight'))
+    finally: plt.close(fig)
 
 # %% ../nbs/11_experiments.ipynb #2a8f373c
 class _Range:
@@ -308,7 +309,7 @@ def load_trials(path):
     data = path.read_bytes()
     if data and not data.endswith(b'\n'):     # killed while writing that line: it was never a finished trial
         data = data[:data.rfind(b'\n') + 1]
-        path.write_bytes(data)
+        atomic_write(path, lambda f: f.write(data))
     trials = []
     for i,line in enumerate(data.decode().splitlines(), 1):
         if not line.strip(): continue
@@ -317,8 +318,9 @@ def load_trials(path):
     return trials
 
 def _append(path, rec):
-    with open(path, 'a') as f:
-        f.write(json.dumps(rec) + '\n'); f.flush(); os.fsync(f.fileno())
+    "Add `rec` as a line to the JSON-lines file `path`, replacing the file atomically."
+    old = Path(path).read_bytes() if Path(path).exists() else b''
+    atomic_write(path, lambda f: f.write(old + (json.dumps(rec) + '\n').encode()))
 
 def _metrics(m):
     "`train_fn`'s result as a JSON-ready dict of numbers (tensors and NumPy scalars converted)."
@@ -345,13 +347,14 @@ def random_search(space, train_fn, n_trials, seed=0, results=None, metric=None, 
         raise ValueError(f"n_trials must be an integer >= 0, got {n_trials!r}")
     if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     configs = draw_configs(space, n_trials, seed)
-    if results is not None: Path(results).parent.mkdir(parents=True, exist_ok=True)
+    if results is not None: make_dir(Path(results).parent)
     done = {_key(t['config']): t for t in load_trials(results)} if results is not None else {}
     trials = []
     for i,config in enumerate(configs):
         if (key := _key(config)) in done: trials.append(done[key]); continue
         t0 = time.perf_counter()
         try: rec = dict(trial=i, config=config, metrics=_metrics(train_fn(dict(config))), error=None)
+        except WriteError: raise      # a failing disk is not the configuration's fault: stop the search
         except Exception as e:
             rec = dict(trial=i, config=config, metrics=None, error=f'{type(e).__name__}: {e}')
             warnings.warn(f"trial {i} {config} failed: {rec['error']}")

@@ -1,11 +1,13 @@
 """The training runs `test_distributed.py` compares: run in-process as the 1-process reference, or as a script under
-`torchrun --nproc_per_node 2 tests/ddp_train.py OUT [kill|resume]`, where each rank saves what it ended with."""
-import io, os, signal, sys
+`torchrun --nproc_per_node 2 tests/ddp_train.py OUT [cases|kill|resume|user_group]`, where each rank saves what it
+ended with, and, as the very last thing before it exits, whether a process group was still up."""
+import atexit, io, json, os, signal, sys
 from contextlib import redirect_stdout
 from pathlib import Path
 import torch
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
+import torch.distributed as dist
 from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB, ProgressCB
 from slowlearn.data import DataLoaders
@@ -47,11 +49,22 @@ def save(learn, fname, printed=''):
     torch.save(dict(weights=learn.model.state_dict(), history=learn.history, printed=printed,
                     plain_model=not isinstance(learn.model, nn.parallel.DistributedDataParallel)), fname)
 
+def record_exit(fname):
+    "Write whether a process group is still up; registered before DDPCB's hook, it runs after it (atexit is LIFO)."
+    Path(fname).write_text(json.dumps(dict(initialized=dist.is_initialized())))
+
 if __name__ == '__main__':
     out,rank,mode = Path(sys.argv[1]),int(os.environ['RANK']),(sys.argv[2:] or ['cases'])[0]
+    if mode == 'user_group':    # the script starts the group itself, and ends it itself after everything else
+        dist.init_process_group('gloo'); atexit.register(dist.destroy_process_group)
+    atexit.register(record_exit, out/f'{mode}_exit_rank{rank}.json')
     if mode == 'cases':
         for name,args in CASES.items():
             with redirect_stdout(buf := io.StringIO()): learn = fit(*args)
             save(learn, out/f'{name}_rank{rank}.pt', buf.getvalue())
     elif mode == 'kill': fit_with_checkpoints(out/'ckpt', kill_at=2)
     elif mode == 'resume': save(fit_with_checkpoints(out/'ckpt', resume=True), out/f'resumed_rank{rank}.pt')
+    elif mode == 'user_group':
+        with redirect_stdout(io.StringIO()): learn = fit(*CASES['uneven'])
+        save(learn, out/f'user_group_rank{rank}.pt')
+        assert dist.is_initialized(), "DDPCB destroyed a process group the script created"

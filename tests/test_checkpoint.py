@@ -1,5 +1,5 @@
 "Checkpoints and exact resume (also after SIGKILL), atomic writes, safe loading, early stopping, NaN, gradient accumulation, virtual epochs."
-import json, os, pickle, random, signal, subprocess, sys, warnings
+import errno, json, os, pickle, random, signal, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np, pytest, torch
 import torch.nn.functional as F
@@ -9,7 +9,8 @@ from slowlearn.learner import Learner, Callback, CancelStepException
 from slowlearn.metrics import MetricsCB
 from slowlearn.data import DataLoaders
 from slowlearn.checkpoint import (CheckpointCB, EarlyStoppingCB, TerminateOnNaNCB, GradAccumCB, CheckpointError,
-                                  rng_states, set_rng_states, atomic_write, save_checkpoint, load_checkpoint)
+                                  rng_states, set_rng_states, atomic_write, save_checkpoint, load_checkpoint, WriteError)
+import slowlearn.checkpoint as C
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -257,6 +258,63 @@ def test_atomic_write_replaces_whole_files_only(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(f, lambda h: (h.write(b'new but'), (_ for _ in ()).throw(RuntimeError('killed'))))
     assert f.read_bytes() == b'old' and [p.name for p in tmp_path.iterdir()] == ['a.bin']
+
+class FillsUp:
+    "A file object whose disk is full after `room` bytes."
+    def __init__(self, f, room): self.f,self.room = f,room
+    def write(self, b):
+        if len(b) > self.room: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(b); return self.f.write(b)
+    def flush(self): self.f.flush()
+
+def test_a_full_disk_under_torch_save_is_a_write_error_naming_the_file(tmp_path):
+    f = tmp_path/'a.pt'
+    save_checkpoint({'w': torch.ones(3)}, f)
+    # torch.save reports the failed write as RuntimeError('[enforce fail at inline_container.cc...] unexpected pos')
+    with pytest.raises(WriteError) as e: atomic_write(f, lambda h: torch.save({'w': torch.zeros(10_000)}, FillsUp(h, 5_000)))
+    assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC and e.value.filename == str(f)
+    assert str(e.value) == f'cannot write {f}: {os.strerror(errno.ENOSPC)}'
+    assert [p.name for p in tmp_path.iterdir()] == ['a.pt'] and torch.equal(load_checkpoint(f)['w'], torch.ones(3))
+
+def test_saving_into_a_missing_or_unmakeable_folder_names_the_file(tmp_path):
+    learn = make_learn()
+    with pytest.raises(WriteError, match=f'cannot write {tmp_path}/gone/m.pt: {os.strerror(errno.ENOENT)}'): learn.save(tmp_path/'gone'/'m.pt')
+    (tmp_path/'a_file').write_text('')
+    with pytest.raises(WriteError, match=f'cannot write {tmp_path}/a_file/ck: {os.strerror(errno.ENOTDIR)}'):
+        learn.fit(1, cbs=CheckpointCB(tmp_path/'a_file'/'ck'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a_file']
+
+def test_a_failed_index_write_keeps_the_earlier_checkpoints_and_index(tmp_path, monkeypatch):
+    with pytest.raises(Crash): make_learn([CheckpointCB(tmp_path), CrashAt(12)]).fit(2)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = C.atomic_write
+    def index_fails(path, write):
+        if path.name == 'index.json': raise WriteError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, write)
+    monkeypatch.setattr(C, 'atomic_write', index_fails)
+    with pytest.raises(WriteError, match='index.json'): make_learn([CheckpointCB(tmp_path)]).fit(2, resume=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before     # the unindexed new checkpoint is gone too
+
+def test_resume_true_after_a_full_disk_continues_from_the_last_good_checkpoint(tmp_path, monkeypatch):
+    ref = make_learn([OneCycle()]); ref.fit(3)
+    real = C.atomic_write
+    def disk_fills_at_the_second(path, write):     # the second checkpoint's bytes don't fit
+        return real(path, (lambda f: write(FillsUp(f, 1000))) if path.name.startswith('ckpt-00002') else write)
+    monkeypatch.setattr(C, 'atomic_write', disk_fills_at_the_second)
+    with pytest.raises(WriteError, match=f'cannot write {tmp_path}/ckpt-00002-epoch1-step20.pt: {os.strerror(errno.ENOSPC)}'):
+        make_learn([OneCycle(), CheckpointCB(tmp_path)]).fit(3)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['ckpt-00001-epoch0-step10.pt', 'index.json']
+    learn = make_learn([OneCycle(), ck := CheckpointCB(tmp_path)], seed=7); learn.fit(3, resume=True)
+    assert ck.resumed['step'] == 10 and learn.history == ref.history and states_equal(learn, ref)
+
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()
+    for pid in (dead, os.getppid()): (tmp_path/f'.m.pt.{pid}.tmp').write_bytes(b'half')
+    (tmp_path/f'.other.pt.{dead}.tmp').write_bytes(b'half')
+    atomic_write(tmp_path/'m.pt', lambda f: f.write(b'whole'))
+    # the dead writer's is gone; a live process's (here: our parent, as if it were writing) and other files' stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f'.m.pt.{os.getppid()}.tmp', f'.other.pt.{dead}.tmp', 'm.pt'])
 
 def truncate(p): p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 3])
 def flip_byte(p): b = bytearray(p.read_bytes()); b[len(b) // 2] ^= 0x10; p.write_bytes(bytes(b))

@@ -1,26 +1,9 @@
-"`slowlearn fit` end to end on a small Fashion-MNIST-shaped slice, and its usage errors."
-import csv, gzip, struct, subprocess, sys
-import numpy as np, pytest, torch
+"`slowlearn fit` end to end on a small Fashion-MNIST-shaped slice, its usage errors, and disks that fail under it."
+import csv, errno, os, resource, shutil, signal, subprocess, sys
+from contextlib import contextmanager, nullcontext
+import pytest, torch
+from conftest import FILES
 from slowlearn.cli import fmnist_cnn
-
-FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
-         'valid': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
-
-def write_idx(fname, arr):
-    "Write a uint8 array in IDX format (magic 2051 for 3-d images, 2049 for 1-d labels), gzipped."
-    with gzip.open(fname, 'wb') as f:
-        f.write(struct.pack('>I', 2048 + arr.ndim) + struct.pack(f'>{arr.ndim}I', *arr.shape) + arr.astype(np.uint8).tobytes())
-
-@pytest.fixture
-def tiny_fmnist(tmp_path):
-    "A learnable 10-class slice: each class is a bright square at its own position."
-    rng = np.random.default_rng(0)
-    for split, n in (('train', 640), ('valid', 160)):
-        y = rng.integers(0, 10, n)
-        x = rng.integers(0, 60, (n, 28, 28))
-        for i, c in enumerate(y): x[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 255
-        write_idx(tmp_path / FILES[split][0], x); write_idx(tmp_path / FILES[split][1], y)
-    return tmp_path
 
 def slowlearn(*args, **kw):
     return subprocess.run([sys.executable, '-m', 'slowlearn.cli', *args], capture_output=True, text=True, **kw)
@@ -52,3 +35,53 @@ def test_help_explains_every_option():
     r = slowlearn('fit', '--help')
     assert r.returncode == 0
     for opt in ('--epochs', '--lr', '--bs', '--data', '--out', '--seed'): assert opt in r.stdout
+
+def file_size_limit(n):
+    "A `preexec_fn` limiting the size of every file the child writes to `n` bytes: a disk that fills up."
+    def f():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # else the kernel kills the writer instead of failing its write
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))
+    return f
+
+@contextmanager
+def read_only(folder):
+    "Yield a command prefix under which `folder` is read-only: chmod for a normal user; for root, whom chmod doesn't stop, a read-only bind mount in a new user and mount namespace."
+    if os.geteuid():
+        folder.chmod(0o555)
+        try: yield [], errno.EACCES
+        finally: folder.chmod(0o755)
+        return
+    if not shutil.which('unshare') or subprocess.run(['unshare', '-rm', 'true'], capture_output=True).returncode:
+        pytest.skip('running as root without user namespaces (unshare -rm): no way to make a folder read-only')
+    yield ['unshare', '-rm', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder)], errno.EROFS
+
+def csv_rows(path):
+    with open(path, newline='') as f: return list(csv.reader(f))
+
+@pytest.mark.parametrize('failure', ['full disk', 'read-only folder'])
+def test_a_failing_disk_gives_one_line_exit_1_and_the_same_resume_then_succeeds(tiny_fmnist, tmp_path, failure):
+    ck = tmp_path/'ckpt'
+    fit = ['fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '64', '--ckpt-dir', str(ck)]
+    assert slowlearn(*fit, '--out', str(tmp_path/'whole'), timeout=300).returncode == 0
+    # restart from the end of epoch 0; the checkpoint of epoch 1 is where the disk fails
+    again = [*fit, '--resume', str(ck/'ckpt-00001-epoch0-step10.pt'), '--out', str(tmp_path/'again')]
+    before = {p.name: p.read_bytes() for p in ck.iterdir()}
+    with read_only(ck) if failure == 'read-only folder' else nullcontext(([], errno.EFBIG)) as (prefix, err):
+        r = subprocess.run([*prefix, sys.executable, '-m', 'slowlearn.cli', *again], capture_output=True, text=True, timeout=300,
+                           preexec_fn=file_size_limit(500_000) if failure == 'full disk' else None)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [f'slowlearn fit: error: cannot write {ck}/ckpt-00003-epoch1-step20.pt: {os.strerror(err)}']
+    assert {p.name: p.read_bytes() for p in ck.iterdir()} == before       # no temporary file; checkpoints and index intact
+    assert list((tmp_path/'again').iterdir()) == []
+    r = slowlearn(*again, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path/'again'/'model.pt').read_bytes() == (tmp_path/'whole'/'model.pt').read_bytes()
+    assert csv_rows(tmp_path/'again'/'history.csv') == csv_rows(tmp_path/'whole'/'history.csv')
+
+@pytest.mark.parametrize('config', [False, True])
+def test_an_out_folder_that_cannot_be_made_gives_one_line_and_exit_1(tmp_path, config):
+    from slowlearn.experiments import TrainConfig
+    (tmp_path/'a_file').write_text('')
+    if config: TrainConfig().save(tmp_path/'cfg.json')
+    r = slowlearn('fit', *(['--config', str(tmp_path/'cfg.json')] if config else []), '--out', str(tmp_path/'a_file'/'run'), timeout=300)
+    assert r.returncode == 1 and r.stderr.splitlines() == [f"slowlearn fit: error: cannot write {tmp_path}/a_file/run: {os.strerror(errno.ENOTDIR)}"]

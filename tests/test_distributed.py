@@ -1,4 +1,4 @@
-"`DDPCB`: 2 gloo processes under torchrun against 1 process with the same global batch, sharding, and the no-op case."
+"`DDPCB`: 2 gloo processes under torchrun against 1 process with the same global batch, sharding, clean exits, and the no-op case."
 import importlib.util, io, json, os, socket, subprocess, sys
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -9,24 +9,36 @@ from slowlearn.distributed import DDPCB, shard_bounds, is_main_process
 HERE = Path(__file__).parent
 spec = importlib.util.spec_from_file_location('ddp_train', HERE/'ddp_train.py')
 ddp_train = importlib.util.module_from_spec(spec); spec.loader.exec_module(ddp_train)
+LAUNCHES = ('standalone', 'static')   # torchrun's agent hosts the rendezvous / the README's several-machines form
 
 def free_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-def torchrun(script, *args, nproc=2, timeout=300):
-    "Run `script` under torchrun with `nproc` CPU processes talking over 127.0.0.1."
+def torchrun(script, *args, launch='static', nproc=2, timeout=300):
+    "Run `script` under torchrun with `nproc` CPU processes talking over 127.0.0.1, launched `--standalone` or `static`."
     env = {k: v for k,v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
     env.update(OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
     if sys.platform == 'linux': env['GLOO_SOCKET_IFNAME'] = 'lo'
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', str(nproc),
-           '--master_addr', '127.0.0.1', '--master_port', str(free_port()), str(script), *map(str, args)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    for _ in range(5):
+        where = ['--standalone'] if launch == 'standalone' else ['--master_addr', '127.0.0.1', '--master_port', str(free_port())]
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', str(nproc), *where, str(script), *map(str, args)]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        # the free port was taken before torchrun bound it: the rendezvous failed before any worker started, so retry
+        if 'EADDRINUSE' not in res.stderr: return res
+    return res
 
-@pytest.fixture(scope='module')
-def two_ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp('ddp')
-    res = torchrun(HERE/'ddp_train.py', out)
+def assert_clean_exit(res, out, mode, initialized=False):
+    "Every rank exited with 0, nothing aborted or warned, and at exit the process group was (not) still up."
     assert res.returncode == 0, res.stderr[-4000:]
+    # an abort at exit, and torch's warning about a group never destroyed (it names destroy_process_group)
+    for bad in ('terminate called', 'Abort', 'destroy_process_group', 'NOT been destroyed'): assert bad not in res.stderr, res.stderr[-4000:]
+    for r in range(2): assert json.loads((out/f'{mode}_exit_rank{r}.json').read_text()) == dict(initialized=initialized)
+
+@pytest.fixture(scope='module', params=LAUNCHES)
+def two_ranks(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f'ddp_{request.param}')
+    res = torchrun(HERE/'ddp_train.py', out, launch=request.param)
+    assert_clean_exit(res, out, 'cases')     # the group DDPCB started served both fits, then was destroyed at exit
     return {name: [torch.load(out/f'{name}_rank{r}.pt', weights_only=False) for r in range(2)] for name in ddp_train.CASES}
 
 @pytest.fixture(scope='module')
@@ -89,10 +101,18 @@ def test_a_torchrun_job_killed_and_resumed_ends_like_one_uninterrupted_process(t
     assert res.returncode != 0                                            # rank 0 was SIGKILLed in epoch 2
     assert [e['epoch'] for e in json.loads((tmp_path/'ckpt'/'index.json').read_text())['checkpoints']] == [0, 1]
     res = torchrun(HERE/'ddp_train.py', tmp_path, 'resume')
-    assert res.returncode == 0, res.stderr[-4000:]
+    assert_clean_exit(res, tmp_path, 'resume')
     for r in range(2):
         got = torch.load(tmp_path/f'resumed_rank{r}.pt', weights_only=False)
         assert_close(got['weights'], ref.model.state_dict(), rtol=0, atol=1e-5)
         assert [(h['epoch'], h['phase']) for h in got['history']] == [(h['epoch'], h['phase']) for h in ref.history]
         for a,b in zip(got['history'], ref.history):
             assert a['loss'] == pytest.approx(b['loss'], abs=1e-5) and a['accuracy'] == pytest.approx(b['accuracy'], abs=1e-5)
+
+@pytest.mark.parametrize('launch', LAUNCHES)
+def test_a_process_group_the_script_started_is_left_to_the_script(tmp_path, one_rank, launch):
+    res = torchrun(HERE/'ddp_train.py', tmp_path, 'user_group', launch=launch)
+    assert_clean_exit(res, tmp_path, 'user_group', initialized=True)   # still up when DDPCB's fit and hooks were done
+    for r in range(2):
+        got = torch.load(tmp_path/f'user_group_rank{r}.pt', weights_only=False)
+        assert_close(got['weights'], one_rank['uneven']['weights'], rtol=0, atol=1e-5)

@@ -1,5 +1,5 @@
 "Experiments: set_seed, CSVLoggerCB (flush, crash, resume, rank 0), TensorBoardCB, distributions and random_search."
-import csv, json, math, random, sys, warnings
+import csv, errno, json, math, os, random, sys, warnings
 import numpy as np, pytest, torch
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
@@ -8,6 +8,7 @@ from slowlearn.metrics import MetricsCB
 from slowlearn.data import DataLoaders
 from slowlearn.experiments import (set_seed, CSVLoggerCB, TensorBoardCB, uniform, log_uniform, draw_configs,
                                    load_trials, sort_trials, random_search)
+from slowlearn.checkpoint import WriteError
 
 def read_csv(path):
     with open(path, newline='') as f: return list(csv.DictReader(f))
@@ -224,6 +225,22 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     calls = []
     random_search(SPACE, lambda c: calls.append(c) or score(c), 12, results=res)
     assert calls == []                                             # a recorded failure counts as done
+
+def test_a_failing_disk_stops_the_search_and_keeps_the_results_file(tmp_path):
+    res = tmp_path/'r.jsonl'
+    random_search(SPACE, score, 2, results=res)
+    before = res.read_bytes()
+    def disk_full(c): raise WriteError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path/'run'/'model.pt'))
+    with pytest.raises(WriteError, match='model.pt'): random_search(SPACE, disk_full, 4, results=res)
+    assert res.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['r.jsonl']
+
+def test_files_that_cannot_be_written_are_named(tmp_path):
+    (tmp_path/'a_file').write_text('')
+    bad = tmp_path/'a_file'/'sub'
+    why = os.strerror(errno.ENOTDIR)
+    with pytest.raises(WriteError, match=f'cannot write {bad}: {why}'): learner([CSVLoggerCB(bad/'h.csv')]).fit(1)
+    with pytest.raises(WriteError, match=f'cannot write {bad}: {why}'): random_search(SPACE, score, 1, results=bad/'r.jsonl')
+    with pytest.raises(WriteError, match=f"cannot write {tmp_path/'a_file'/'c.json'}: {why}"): TrainConfig().save(tmp_path/'a_file'/'c.json')
 
 def test_a_train_fn_returning_no_dict_is_a_failed_trial():
     with pytest.warns(UserWarning, match='must return a dict'):
