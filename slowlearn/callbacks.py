@@ -109,7 +109,7 @@ class EMACB(AveragingCB):
     def _make(self, model): return _averaged(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
     def after_step(self, learn): self.avg.update_parameters(learn.model)
 
-# %% ../nbs/10a_callbacks.ipynb #1c84961d
+# %% ../nbs/10a_callbacks.ipynb #41289e58
 @torch.no_grad()
 def update_bn(loader, model, n_batches=None):
     "Set the running statistics of every BatchNorm in `model` (PyTorch's and ours) to their mean over `loader`'s batches (the first `n_batches`)."
@@ -129,7 +129,7 @@ def update_bn(loader, model, n_batches=None):
         model.train(was)
     return model
 
-# %% ../nbs/10a_callbacks.ipynb #ceb69764
+# %% ../nbs/10a_callbacks.ipynb #e2e2a347
 class SWACB(AveragingCB):
     "Stochastic weight averaging: from epoch `start_epoch` anneal the LR to `swa_lr` (`SWALR`) and average the weights at the end of every epoch."
     def __init__(self, start_epoch, swa_lr, anneal_epochs=1, anneal_strategy='cos', bn_batches=None, eval_avg=True, swap_at_end=True):
