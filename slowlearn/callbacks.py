@@ -4,7 +4,7 @@
 __all__ = ['GradClipCB', 'AveragingCB', 'EMACB', 'update_bn', 'SWACB']
 
 # %% ../nbs/10a_callbacks.ipynb #1e7727db
-import math
+import math, warnings
 from itertools import islice
 from numbers import Real
 import torch
@@ -156,7 +156,9 @@ class SWACB(AveragingCB):
     def after_epoch(self, learn):
         if learn.training and learn.epoch >= self.start_epoch:
             self.avg.update_parameters(learn.model)
-            self.sched.step()
+            with warnings.catch_warnings():   # an epoch resumed at its very end runs no optimizer step before this one
+                warnings.filterwarnings('ignore', r'Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`')
+                self.sched.step()
             self._stale = True   # BatchNorm statistics to recompute before the average runs
         super().after_epoch(learn)
 
@@ -166,7 +168,7 @@ class SWACB(AveragingCB):
 
     def state_dict(self):
         "The averaged model's and the LR schedule's states, for checkpoints."
-        return dict(super().state_dict(), sched=None if self.sched is None else self.sched.state_dict(), stale=self._in_fit and self._stale)
+        return dict(super().state_dict(), sched=None if self.sched is None else self.sched.state_dict(), stale=getattr(self, '_stale', False))
     def _load(self, sd):
         super()._load(sd)
         self._stale,self._sched_sd = sd['stale'],sd['sched']

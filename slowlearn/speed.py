@@ -149,7 +149,7 @@ class ProfilerCB(Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.cuda = torch.cuda.is_available()
         kw = dict(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])) | self.profile_kwargs
-        self.prof = profile(schedule=schedule(wait=self.wait, warmup=self.warmup, active=self.active), on_trace_ready=self._save, **kw)
+        self.prof = profile(schedule=schedule(wait=self.wait, warmup=self.warmup, active=self.active, repeat=1), on_trace_ready=self._save, **kw)
         self.n,self.trace,self.table,self.averages,self._range = 0,None,None,None,None
         self.prof.start()
 
