@@ -139,10 +139,10 @@ class ProfilerCB(Callback):
     "Profile training steps with `torch.profiler`: skip `wait`, warm up `warmup`, record `active`; print the top operators, write a Chrome trace to `out_dir`."
     order = -20   # first at every event, so its ranges hold the other callbacks' work in that part of the step
     phases = ('forward', 'loss', 'backward', 'step', 'zero_grad')
-    def __init__(self, out_dir='.', wait=1, warmup=1, active=5, row_limit=15, sort_by=None, **profile_kwargs):
+    def __init__(self, out_dir='.', wait=1, warmup=1, active=5, row_limit=15, sort_by=None, show=True, **profile_kwargs):
         for nm,v,lo in (('wait', wait, 0), ('warmup', warmup, 0), ('active', active, 1), ('row_limit', row_limit, 1)):
             if not _is_int(v) or v < lo: raise ValueError(f"{nm} must be an integer >= {lo}, got {v!r}")
-        self.out_dir,self.wait,self.warmup,self.active,self.row_limit,self.sort_by = Path(out_dir),wait,warmup,active,row_limit,sort_by
+        self.out_dir,self.wait,self.warmup,self.active,self.row_limit,self.sort_by,self.show = Path(out_dir),wait,warmup,active,row_limit,sort_by,show
         self.profile_kwargs,self.prof,self.trace,self.table,self.averages = profile_kwargs,None,None,None,None
 
     def before_fit(self, learn):
@@ -186,7 +186,7 @@ class ProfilerCB(Callback):
         self.table = self.averages.table(sort_by=self.sort_by or ('self_cuda_time_total' if self.cuda else 'self_cpu_time_total'),
                                          row_limit=self.row_limit)
         (self.out_dir/f'ops{sfx}.txt').write_text(self.table)
-        if sfx in ('', '-rank0'): print(self.table)
+        if self.show and sfx in ('', '-rank0'): print(self.table)
 
     def phase_times(self):
         "Milliseconds of CPU time per recorded step in each part of the step (on CUDA the kernels run later, asynchronously)."

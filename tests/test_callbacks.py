@@ -309,6 +309,11 @@ def test_profiler_writes_a_chrome_trace_and_prints_a_table(tmp_path, capsys):
     times = prof.phase_times()
     assert list(times) == ['forward', 'loss', 'backward', 'step', 'zero_grad'] and all(t > 0 for t in times.values())
 
+def test_profiler_show_false_prints_nothing(tmp_path, capsys):
+    prof = ProfilerCB(tmp_path, wait=0, warmup=1, active=2, show=False)
+    Learner(mlp(), dls(batches(3, 16)), cbs=prof).fit(1, valid=False)
+    assert capsys.readouterr().out == '' and 'Name' in prof.table and (tmp_path/'trace.json').exists()
+
 def test_profiler_stops_after_its_active_steps(tmp_path):
     seen = []
     class Active(Callback):
