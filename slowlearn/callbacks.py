@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['GradClipCB', 'AveragingCB', 'EMACB', 'update_bn', 'SWACB']
 
-# %% ../nbs/10a_callbacks.ipynb #1e7727db
+# %% ../nbs/10a_callbacks.ipynb #1f6602c1
 import math, warnings
 from itertools import islice
 from numbers import Real
