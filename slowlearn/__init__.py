@@ -13,13 +13,15 @@ from .predict import *
 from .optim import *
 from .init import *
 from .layers import *
+from .models import *
 from .sched import *
 from .checkpoint import *
 from .speed import *
+from .callbacks import *
 from .experiments import *
 from .distributed import *
 from .resnet import *
 
 # %% ../nbs/99_package.ipynb #75aeaf58
-_modules = 'data learner metrics predict optim init layers sched checkpoint speed experiments distributed resnet'.split()
+_modules = 'data learner metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet'.split()
 __all__ = sorted({n for m in _modules for n in sys.modules[f'slowlearn.{m}'].__all__})
