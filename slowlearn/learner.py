@@ -264,6 +264,6 @@ def to_device(x, device):
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
     order = -10
-    def __init__(self, device=None): self.device = torch.device(device) if device is not None else default_device()
+    def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)

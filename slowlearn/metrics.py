@@ -6,7 +6,7 @@ __all__ = ['metric_name', 'MetricsCB', 'ProgressCB']
 # %% ../nbs/03_metrics.ipynb #214c8657
 import time, math, sys
 import torch
-from fastcore.basics import camel2snake
+from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
 from .learner import Callback, _len
@@ -93,7 +93,7 @@ class ProgressCB(Callback):
     order = MetricsCB.order + 1
     def __init__(self, plot=False, notebook=None, refresh=0.2):
         self.plot,self.refresh = plot,refresh
-        self.notebook = IN_NOTEBOOK if notebook is None else notebook
+        self.notebook = ifnone(notebook, IN_NOTEBOOK)
 
     def before_fit(self, learn):
         self.header,self.train_losses,self.valid_losses,self.last_show,self.counts = None,[],[],0.,{}
@@ -105,7 +105,7 @@ class ProgressCB(Callback):
             # a loader without a length: no total at first, then the count the last epoch of this phase had
             self.n = _len(learn.dl)
             self.guess = self.n is None and learn.training in self.counts
-            total = self.counts[learn.training] if self.guess else 'noinfer' if self.n is None else self.n
+            total = self.counts[learn.training] if self.guess else ifnone(self.n, 'noinfer')
             learn.dl = self.pbar = progress_bar(learn.dl, total=total, leave=False, parent=self.mbar)
 
     def cleanup_batch(self, learn):

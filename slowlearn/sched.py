@@ -11,7 +11,7 @@ from itertools import accumulate
 from numbers import Real, Integral
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from fastcore.basics import patch
+from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
 from .learner import Learner, Callback, CancelFitException, CancelEpochException, _is_int, _len
 from .metrics import MetricsCB
@@ -194,7 +194,7 @@ def _check_pos(name, v):
 def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95), cbs=None,
                   resume=None, steps_per_epoch=None, total_steps=None):
     "Fit with one cycle: LR from `lr_max/div` up to `lr_max` over `pct_start` of the steps (`total_steps` if given), then down to `lr_max/div_final`; momentum the opposite way."
-    lr_max = _check_pos('lr_max', self.lr if lr_max is None else lr_max)
+    lr_max = _check_pos('lr_max', ifnone(lr_max, self.lr))
     if not isinstance(pct_start, Real) or not 0 < pct_start < 1: raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
     _check_pos('div', div); _check_pos('div_final', div_final)
     if moms is not None and len(moms) != 3: raise ValueError(f"moms must be 3 values (start, middle, end) or None, got {moms!r}")
