@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'default_device', 'to_device', 'DeviceCB']
+           'Learner', 'VirtualEpochs', 'default_device', 'to_device', 'DeviceCB']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
@@ -65,7 +65,7 @@ class Learner:
         if not callable(opt_func): raise TypeError(f"opt_func must be callable, got {type(opt_func).__name__}")
         _check_lr(lr)
         self.model,self.dls,self.loss_func,self.lr,self.opt_func = model,dls,loss_func,lr,opt_func
-        self.cbs,self.opt,self.history,self._handlers,self._stream = L(cbs),None,[],{},None
+        self.cbs,self.opt,self.history,self._handlers,self._train = L(cbs),None,[],{},None
 
     def callback(self, event):
         "Call every callback method registered for `event`, in order."
@@ -111,12 +111,8 @@ class Learner:
             with torch.no_grad(): self._one_epoch()
 
     def _train_dl(self):
-        dl,start,n = self.dls.train,self.start_iter,self.steps_per_epoch
-        if n:   # virtual epoch e: positions e*n... of the training loader repeated end to end
-            pos = self.epoch*n + start
-            if getattr(self._stream, 'pos', None) != pos: self._stream = _Stream(dl, pos)
-            return _Take(self._stream, n - start)
-        if start: return _Take(_epoch_from(dl, self.epoch, start), None if (m := _len(dl)) is None else m - start)
+        dl,start = self._train,self.start_iter
+        if start: return _Take(_epoch_from(dl, self.epoch, start), None if (n := _len(dl)) is None else n - start)
         if hasattr(dl, 'set_epoch'): dl.set_epoch(self.epoch)
         return dl
 
@@ -142,7 +138,8 @@ class Learner:
             if resume not in (None, False) and not any(getattr(cb, 'can_resume', False) for cb in self.cbs):
                 raise ValueError(f"resume={resume!r} needs a callback that can resume a fit, e.g. CheckpointCB(dirpath)")
             self._dispatch()
-            n_iter = steps_per_epoch or _len(self.dls.train)
+            self._train = VirtualEpochs(self.dls.train, steps_per_epoch) if steps_per_epoch else self.dls.train
+            n_iter = _len(self._train)
             self.n_epochs,self.epochs,self.history = n_epochs,range(n_epochs),[]
             self.fit_args = dict(n_epochs=n_epochs, lr=lr, train=train, valid=valid, steps_per_epoch=steps_per_epoch)
             self.resume,self.steps_per_epoch,self.n_iter,self.n_steps = resume,steps_per_epoch,n_iter,n_iter
@@ -151,7 +148,7 @@ class Learner:
             self._fit(train, valid)
         finally:
             for cb in cbs: self.cbs.remove(cb)
-            self._handlers,self._stream = {},None
+            self._handlers,self._train = {},None   # a virtual epoch's stream may hold loader workers
 
     def _set_opt(self, lr, reset):
         "Make the optimizer if there is none or `reset`, else set the LR of the one the learner has (its state carries on)."
@@ -212,13 +209,21 @@ def _check_lr(lr):
     return lr
 
 # %% ../nbs/02_learner.ipynb #27b10148
-class _Take:
-    "The next `n` batches of iterator `it` (all that are left if `n` is None), with `len` when `n` is known."
-    def __init__(self, it, n): self.it,self.n = it,n
-    def __len__(self):
-        if self.n is None: raise TypeError("this epoch's number of batches is unknown")
-        return self.n
-    def __iter__(self): return islice(self.it, self.n)
+class VirtualEpochs:
+    "A loader whose epoch `e` is batches `e*n`...`e*n+n-1` of `dl` repeated end to end, read as one stream (`dl` needs no length)."
+    def __init__(self, dl, n):
+        if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        self.dl,self.n,self.epoch,self.start,self._stream = dl,n,0,0,None
+    def __len__(self): return self.n
+    def set_epoch(self, epoch, start=0):
+        "Make the next iteration epoch `epoch`, from its batch `start`."
+        self.epoch,self.start = epoch,start
+    def __iter__(self):
+        pos,n = self.epoch*self.n + self.start,self.n - self.start
+        # carry on with the stream when it is at `pos` (the next epoch), else start one there
+        if getattr(self._stream, 'pos', None) != pos: self._stream = _Stream(self.dl, pos)
+        self.epoch,self.start = self.epoch + 1,0
+        return islice(self._stream, n)
 
 class _Stream:
     "Batches of `dl` repeated end to end (pass `k` after `set_epoch(k)` if it has one), from position `pos`, which it counts on."
@@ -238,6 +243,14 @@ class _Stream:
                 if n or seen > skip: yield b
             if not seen: return   # an exhausted iterator, or an empty loader: the stream ends
             skip,k = 0 if n else max(skip - seen, 0),k + 1
+
+class _Take:
+    "The next `n` batches of iterator `it` (all that are left if `n` is None), with `len` when `n` is known."
+    def __init__(self, it, n): self.it,self.n = it,n
+    def __len__(self):
+        if self.n is None: raise TypeError("this epoch's number of batches is unknown")
+        return self.n
+    def __iter__(self): return islice(self.it, self.n)
 
 def _epoch_from(dl, epoch, start):
     "Iterator over `dl`'s epoch `epoch` from batch `start`: `set_epoch(epoch, start=...)` when it has it, else by skipping."

@@ -173,3 +173,16 @@ def test_lr_find_runs_num_it_batches_and_restores_model_and_optimizer(nw):
 def test_gradient_accumulation_without_a_length_fails_at_once():
     with pytest.raises(ValueError, match='GradAccumCB needs a training loader with a length'):
         Learner(model(), streamed_dls(0), cbs=GradAccumCB(2)).fit(1)
+
+def test_virtual_epochs_is_a_loader_of_its_own():
+    from slowlearn.learner import VirtualEpochs
+    x, y, _, _ = data()
+    ve = VirtualEpochs(streamed_dls(0).train, 4)
+    first = [xb[:, 0] for xb, _ in batches(x, y)] * 2
+    got = [[xb[:, 0] for xb, _ in ve] for _ in range(3)]                        # successive iterations: epochs 0, 1, 2
+    assert len(ve) == 4 and all(torch.equal(a, b) for a, b in zip(sum(got, []), first[:12]))
+    ve.set_epoch(1, start=3)                                                   # a jump: a new stream at position 7
+    rest = [xb[:, 0] for xb, _ in ve]
+    assert len(rest) == 1 and torch.equal(rest[0], first[7])
+    for bad in (0, 1.5, None):
+        with pytest.raises(ValueError, match='n must be an integer >= 1'): VirtualEpochs([], bad)
