@@ -72,12 +72,13 @@ def test_a_generator_trains_its_batches():
     seen = Seen(); Learner(model(), dls, cbs=seen).fit(1)
     assert seen.per_epoch == [6]
 
-def test_progress_bar_has_no_total_then_the_count_it_learned(capsys):
+@workers
+def test_progress_bar_has_no_total_then_the_count_it_learned(capsys, nw):
     totals = []
     class Total(Callback):
         order = ProgressCB.order + 1
         def before_epoch(self, learn): totals.append((learn.training, learn.dl.total))
-    Learner(model(), streamed_dls(0), cbs=[MetricsCB(), ProgressCB(notebook=True), Total()]).fit(3)
+    Learner(model(), streamed_dls(nw), cbs=[MetricsCB(), ProgressCB(notebook=True), Total()]).fit(3)
     assert totals == [(True, None), (False, None), (True, 6), (False, 2), (True, 6), (False, 2)]
 
 def test_progress_bar_never_cuts_an_epoch_longer_than_the_last(capsys):
@@ -151,10 +152,11 @@ def test_one_cycle_with_total_steps_follows_the_formula(nw):
     learn = Learner(model(), streamed_dls(nw), opt_func=torch.optim.Adam); learn.fit_one_cycle(2, 0.01, cbs=rec, total_steps=12)
     assert rec['lr'] == pytest.approx([one_cycle_lr(0.01, t, 12) for t in range(12)], rel=1e-12)
 
-def test_one_cycle_with_steps_per_epoch_follows_the_formula():
+@workers
+def test_one_cycle_with_steps_per_epoch_follows_the_formula(nw):
     import slowlearn.sched
     rec = RecorderCB(lr='lr')
-    learn = Learner(model(), streamed_dls(0), opt_func=torch.optim.Adam); learn.fit_one_cycle(3, 0.01, cbs=rec, steps_per_epoch=5)
+    learn = Learner(model(), streamed_dls(nw), opt_func=torch.optim.Adam); learn.fit_one_cycle(3, 0.01, cbs=rec, steps_per_epoch=5)
     assert rec['lr'] == pytest.approx([one_cycle_lr(0.01, t, 15) for t in range(15)], rel=1e-12)
 
 @workers
