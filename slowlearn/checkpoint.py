@@ -9,7 +9,7 @@ import contextlib, glob, hashlib, json, math, os, pickle, random, re, warnings, 
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch, store_attr
-from .learner import Learner, Callback, CancelFitException, CancelStepException, _is_int
+from .learner import Learner, Callback, CancelFitException, CancelStepException, _is_int, _len
 from .metrics import MetricsCB
 from .distributed import is_main_process
 
@@ -211,7 +211,7 @@ def _stateful(learn, skip=None):
 
 def _data_sig(dl):
     "What determines the training data order, to warn when a resumed run's loader differs."
-    return dict(type=type(dl).__name__, n_batches=len(dl) if hasattr(dl, '__len__') else None,
+    return dict(type=type(dl).__name__, n_batches=_len(dl),
                 **{k: getattr(dl, k) for k in ('seed', 'shuffle', 'bs') if isinstance(getattr(dl, k, None), (int, bool))})
 
 _NAME = re.compile(r'ckpt-(\d+)-epoch\d+-step\d+\.pt')

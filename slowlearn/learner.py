@@ -2,14 +2,14 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'default_device', 'to_device', 'DeviceCB']
+           'Learner', 'VirtualEpochs', 'default_device', 'to_device', 'DeviceCB']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
-import os
+import difflib, functools, os
 from itertools import islice
 import torch, torch.nn.functional as F
 from torch import nn
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, ifnone
 from fastcore.foundation import L
 
 # %% ../nbs/02_learner.ipynb #372d50f8
@@ -25,7 +25,7 @@ class CancelStepException(Exception):
 # %% ../nbs/02_learner.ipynb #f42d5837
 class Callback:
     "Base class for callbacks: define event methods taking the learner, e.g. `def after_batch(self, learn)`."
-    order = 0
+    order,shared_steps = 0,()   # `shared_steps`: the steps whose method may run alongside another callback's
     def __repr__(self): return type(self).__name__
 
 # %% ../nbs/02_learner.ipynb #822af9ff
@@ -38,6 +38,7 @@ class with_cbs:
         self.nm,self.exc = nm,_cancels[nm]
     def __call__(self, f):
         before,after,cleanup,exc = f'before_{self.nm}',f'after_{self.nm}',f'cleanup_{self.nm}',self.exc
+        @functools.wraps(f)
         def _f(o, *args, **kwargs):
             try:
                 o.callback(before)
@@ -45,30 +46,33 @@ class with_cbs:
                 o.callback(after)
             except exc: pass
             finally: o.callback(cleanup)
-        _f.__name__,_f.__doc__ = f.__name__,f.__doc__
         return _f
 
 # %% ../nbs/02_learner.ipynb #040d4d13
 _events = ['before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss', 'after_backward',
            'after_step', 'after_batch', 'after_epoch', 'after_fit', 'cleanup_batch', 'cleanup_epoch', 'cleanup_fit']
 _steps = ['predict', 'get_loss', 'backward', 'step', 'zero_grad']
+# the order things happen in a fit; the steps from `backward` to `zero_grad` only in training
+_loop = ['before_fit', 'before_epoch', 'before_batch', 'predict', 'after_predict', 'get_loss', 'after_loss', 'backward',
+         'after_backward', 'step', 'after_step', 'zero_grad', 'after_batch', 'cleanup_batch', 'after_epoch', 'cleanup_epoch',
+         'after_fit', 'cleanup_fit']
+_train_only = _loop[_loop.index('backward'):_loop.index('zero_grad') + 1]
 
 class Learner:
-    "Train `model` on `dls` with `loss_func` and an optimizer from `opt_func`, extended by callbacks `cbs`."
+    "Train `model` on `dls` with `loss_func` and an optimizer made by `opt_func` at the first fit, extended by callbacks `cbs`."
     def __init__(self, model, dls, loss_func=F.cross_entropy, lr=0.1, cbs=None, opt_func=torch.optim.SGD):
         if not callable(loss_func): raise TypeError(f"loss_func must be callable, got {type(loss_func).__name__}")
         if not callable(opt_func): raise TypeError(f"opt_func must be callable, got {type(opt_func).__name__}")
         _check_lr(lr)
         self.model,self.dls,self.loss_func,self.lr,self.opt_func = model,dls,loss_func,lr,opt_func
-        self.cbs,self.opt,self.history,self._handlers = L(cbs),None,[],{}
+        self.cbs,self.opt,self.history,self._handlers,self._train = L(cbs),None,[],{},None
 
     def callback(self, event):
         "Call every callback method registered for `event`, in order."
         for f in self._handlers.get(event, ()): f(self)
 
     def _dispatch(self):
-        cbs = sorted(self.cbs, key=lambda cb: getattr(cb, 'order', 0))
-        self._handlers = {e: fs for e in _events + _steps if (fs := [getattr(cb, e) for cb in cbs if callable(getattr(cb, e, None))])}
+        self._handlers = _handlers(self.cbs)
         # a callback defining a step replaces the learner's own; keep the default otherwise
         for s in _steps:
             fs = self._handlers.get(s)
@@ -107,8 +111,8 @@ class Learner:
             with torch.no_grad(): self._one_epoch()
 
     def _train_dl(self):
-        dl,start,n = self.dls.train,self.start_iter,self.steps_per_epoch
-        if start or n: return _Batches(dl, self.epoch, start, n)
+        dl,start = self._train,self.start_iter
+        if start: return _Take(_epoch_from(dl, self.epoch, start), None if (n := _len(dl)) is None else n - start)
         if hasattr(dl, 'set_epoch'): dl.set_epoch(self.epoch)
         return dl
 
@@ -119,33 +123,73 @@ class Learner:
             if train: self.one_epoch(True)
             if valid: self.one_epoch(False)
 
-    def fit(self, n_epochs=1, train=True, valid=True, cbs=None, lr=None, resume=None, steps_per_epoch=None):
-        "Train for `n_epochs` epochs (of `steps_per_epoch` batches if given), with extra callbacks `cbs` removed afterwards."
+    def fit(self, n_epochs=1, train=True, valid=True, cbs=None, lr=None, resume=None, steps_per_epoch=None, reset_opt=False):
+        "Train `n_epochs` epochs (of `steps_per_epoch` batches if given) at `lr` (default `self.lr`) with extra callbacks `cbs`; the optimizer is made only if there is none or `reset_opt`."
         if not _is_int(n_epochs) or n_epochs < 0: raise ValueError(f"n_epochs must be an integer >= 0, got {n_epochs!r}")
         if steps_per_epoch is not None and (not _is_int(steps_per_epoch) or steps_per_epoch < 1):
             raise ValueError(f"steps_per_epoch must be None or an integer >= 1, got {steps_per_epoch!r}")
         if resume is not None and not isinstance(resume, (bool, str, os.PathLike)):
             raise TypeError(f"resume must be None, a bool or a checkpoint path, got {type(resume).__name__}")
-        n_iter = steps_per_epoch or _len(self.dls.train)
-        if steps_per_epoch and not _len(self.dls.train):
-            raise ValueError("steps_per_epoch needs a training loader with a length >= 1 (it is iterated repeatedly)")
+        if steps_per_epoch and _len(self.dls.train) == 0: raise ValueError("steps_per_epoch needs a training loader with batches, got an empty one")
+        lr = _check_lr(ifnone(lr, self.lr))
         cbs = L(cbs)
         self.cbs += cbs
         try:
             if resume not in (None, False) and not any(getattr(cb, 'can_resume', False) for cb in self.cbs):
                 raise ValueError(f"resume={resume!r} needs a callback that can resume a fit, e.g. CheckpointCB(dirpath)")
-            lr = _check_lr(self.lr if lr is None else lr)
             self._dispatch()
+            self._train = VirtualEpochs(self.dls.train, steps_per_epoch) if steps_per_epoch else self.dls.train
+            n_iter = _len(self._train)
             self.n_epochs,self.epochs,self.history = n_epochs,range(n_epochs),[]
             self.fit_args = dict(n_epochs=n_epochs, lr=lr, train=train, valid=valid, steps_per_epoch=steps_per_epoch)
             self.resume,self.steps_per_epoch,self.n_iter,self.n_steps = resume,steps_per_epoch,n_iter,n_iter
             self.start_epoch = self.start_iter = self.train_iter = 0
-            self.opt = self.opt_func(self.model.parameters(), lr)
+            self._set_opt(lr, reset_opt)
             self._fit(train, valid)
         finally:
             for cb in cbs: self.cbs.remove(cb)
-            self._handlers = {}
+            self._handlers,self._train = {},None   # a virtual epoch's stream may hold loader workers
 
+    def _set_opt(self, lr, reset):
+        "Make the optimizer if there is none or `reset`, else set the LR of the one the learner has (its state carries on)."
+        if reset or self.opt is None: self.opt = self.opt_func(self.model.parameters(), lr); return
+        own = {id(p) for p in self.model.parameters()}
+        if not any(id(p) in own for g in self.opt.param_groups for p in g['params']):
+            raise ValueError("learn.opt holds none of learn.model's parameters (was the model replaced?): fit(..., reset_opt=True) makes a new optimizer")
+        for g in self.opt.param_groups: g['lr'] = lr
+
+    def show_training_loop(self, cbs=None):
+        "Print the events and steps of a fit in the order they happen, with the callbacks (plus `cbs`) that run at each."
+        hs = _handlers(self.cbs + L(cbs))
+        for nm in _loop:
+            depth = 0 if nm.endswith('_fit') else 1 if nm.endswith('_epoch') else 2
+            who = ', '.join(_owner(f) for f in hs.get(nm, ())) or (f'Learner.{nm}' if nm in _steps else '-')
+            print(f"{'  '*depth}{nm:<{20 - 2*depth}}{who}{'   (training only)' if nm in _train_only else ''}")
+
+def _handlers(cbs):
+    "Map each event and step to the methods of `cbs` (sorted by `order`) defining it, after checking the callback contract."
+    cbs = sorted(cbs, key=lambda cb: getattr(cb, 'order', 0))
+    _check_contract(cbs)
+    return {e: fs for e in _events + _steps if (fs := [getattr(cb, e) for cb in cbs if callable(getattr(cb, e, None))])}
+
+# fastai's per-phase events: here one epoch event serves both phases
+_fastai = dict(before_train='before_epoch', after_train='after_epoch', before_validate='before_epoch', after_validate='after_epoch')
+
+def _check_contract(cbs):
+    "Raise `ValueError` for a method named like an event that is none, or a step two callbacks both replace."
+    for cb in cbs:
+        for nm in dir(cb):
+            if nm.startswith(('before_', 'after_', 'cleanup_')) and nm not in _events and callable(getattr(cb, nm, None)):
+                close = _fastai.get(nm) or difflib.get_close_matches(nm, _events, n=1, cutoff=0)[0]
+                raise ValueError(f"callback {cb!r} has a method {nm!r}, which is not an event and would never be called; "
+                                 f"did you mean {close!r}?" + (" (it runs in both phases: check learn.training)" if nm in _fastai else ""))
+    for s in _steps:
+        own = [cb for cb in cbs if callable(getattr(cb, s, None)) and s not in getattr(cb, 'shared_steps', ())]
+        if len(own) > 1:
+            raise ValueError(f"callbacks {own[0]!r} and {own[1]!r} both replace the {s!r} step, so both would run; keep one, "
+                             f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
+
+def _owner(f): return repr(getattr(f, '__self__', f))
 def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
 
 def _calling(fs, learn):
@@ -153,7 +197,11 @@ def _calling(fs, learn):
     def step():
         for f in fs: f(learn)
     return step
-def _len(dl): return len(dl) if hasattr(dl, '__len__') else None
+
+def _len(dl):
+    "`len(dl)`, or None for a loader without one (a torch `DataLoader` over an `IterableDataset` raises `TypeError`)."
+    try: return len(dl)
+    except TypeError: return None
 
 def _check_lr(lr):
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr >= 0:
@@ -161,20 +209,48 @@ def _check_lr(lr):
     return lr
 
 # %% ../nbs/02_learner.ipynb #27b10148
-class _Batches:
-    "Training batches `start`.. of epoch `epoch`; with `n`, of the `epoch`-th run of `n` batches through `dl` repeated."
-    def __init__(self, dl, epoch, start=0, n=None): self.dl,self.epoch,self.start,self.n = dl,epoch,start,n
-    def __len__(self): return (self.n or len(self.dl)) - self.start
+class VirtualEpochs:
+    "A loader whose epoch `e` is batches `e*n`...`e*n+n-1` of `dl` repeated end to end, read as one stream (`dl` needs no length)."
+    def __init__(self, dl, n):
+        if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        self.dl,self.n,self.epoch,self.start,self._stream = dl,n,0,0,None
+    def __len__(self): return self.n
+    def set_epoch(self, epoch, start=0):
+        "Make the next iteration epoch `epoch`, from its batch `start`."
+        self.epoch,self.start = epoch,start
     def __iter__(self):
-        if not self.n: yield from _epoch_from(self.dl, self.epoch, self.start); return
-        left = len(self)
-        e,k = divmod(self.epoch * self.n + self.start, len(self.dl))
-        while left:
-            for b in _epoch_from(self.dl, e, k):
-                yield b
-                left -= 1
-                if not left: return
-            e,k = e + 1,0
+        pos,n = self.epoch*self.n + self.start,self.n - self.start
+        # carry on with the stream when it is at `pos` (the next epoch), else start one there
+        if getattr(self._stream, 'pos', None) != pos: self._stream = _Stream(self.dl, pos)
+        self.epoch,self.start = self.epoch + 1,0
+        return islice(self._stream, n)
+
+class _Stream:
+    "Batches of `dl` repeated end to end (pass `k` after `set_epoch(k)` if it has one), from position `pos`, which it counts on."
+    def __init__(self, dl, pos): self.dl,self.pos,self._it = dl,pos,self._batches(pos)
+    def __iter__(self): return self
+    def __next__(self):
+        b = next(self._it); self.pos += 1
+        return b
+
+    def _batches(self, skip):
+        n,k = _len(self.dl),0
+        if n: k,skip = divmod(skip, n)   # with a length, jump straight to the pass; else count the batches skipped
+        while True:
+            seen = 0
+            for b in _epoch_from(self.dl, k, skip if n else 0):
+                seen += 1
+                if n or seen > skip: yield b
+            if not seen: return   # an exhausted iterator, or an empty loader: the stream ends
+            skip,k = 0 if n else max(skip - seen, 0),k + 1
+
+class _Take:
+    "The next `n` batches of iterator `it` (all that are left if `n` is None), with `len` when `n` is known."
+    def __init__(self, it, n): self.it,self.n = it,n
+    def __len__(self):
+        if self.n is None: raise TypeError("this epoch's number of batches is unknown")
+        return self.n
+    def __iter__(self): return islice(self.it, self.n)
 
 def _epoch_from(dl, epoch, start):
     "Iterator over `dl`'s epoch `epoch` from batch `start`: `set_epoch(epoch, start=...)` when it has it, else by skipping."
@@ -201,6 +277,6 @@ def to_device(x, device):
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
     order,inference = -10,True   # `inference`: get_preds (lesson 03a) runs it too
-    def __init__(self, device=None): self.device = torch.device(device) if device is not None else default_device()
+    def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)

@@ -6,9 +6,10 @@ __all__ = ['metric_name', 'MetricsCB', 'ProgressCB']
 # %% ../nbs/03_metrics.ipynb #214c8657
 import time, math, sys
 import torch
-from fastcore.basics import camel2snake
+from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
-from .learner import Callback
+from fastprogress.core import format_time
+from .learner import Callback, _len
 
 # %% ../nbs/03_metrics.ipynb #cf989157
 def metric_name(m):
@@ -92,16 +93,24 @@ class ProgressCB(Callback):
     order = MetricsCB.order + 1
     def __init__(self, plot=False, notebook=None, refresh=0.2):
         self.plot,self.refresh = plot,refresh
-        self.notebook = IN_NOTEBOOK if notebook is None else notebook
+        self.notebook = ifnone(notebook, IN_NOTEBOOK)
 
     def before_fit(self, learn):
-        self.header,self.train_losses,self.valid_losses,self.last_show = None,[],[],0.
+        self.header,self.train_losses,self.valid_losses,self.last_show,self.counts = None,[],[],0.,{}
         if self.notebook: learn.epochs = self.mbar = master_bar(learn.epochs)
 
     def before_epoch(self, learn):
         self.t0 = time.perf_counter()
         if self.notebook:
-            learn.dl = self.pbar = progress_bar(learn.dl, leave=False, parent=self.mbar)
+            # a loader without a length: no total at first, then the count the last epoch of this phase had
+            self.n = _len(learn.dl)
+            self.guess = self.n is None and learn.training in self.counts
+            total = self.counts[learn.training] if self.guess else ifnone(self.n, 'noinfer')
+            learn.dl = self.pbar = progress_bar(learn.dl, total=total, leave=False, parent=self.mbar)
+
+    def cleanup_batch(self, learn):
+        # fastprogress stops iterating at its total: drop a guessed one before it can cut a longer epoch short
+        if self.notebook and self.guess and learn.iter + 1 >= self.pbar.total: self.pbar.total,self.guess = None,False
 
     def after_batch(self, learn):
         if not learn.training: return
@@ -110,13 +119,14 @@ class ProgressCB(Callback):
             self.pbar.comment,self.last_show = f'{learn.loss.item():.3f}',t
 
     def after_epoch(self, learn):
+        if self.notebook and self.n is None: self.counts[learn.training] = learn.iter + 1
         h = learn.history
         if not h or h[-1]['epoch'] != learn.epoch or h[-1]['phase'] != ('train' if learn.training else 'valid'): return
         rec = h[-1]
         if not learn.training: self.valid_losses.append((len(self.train_losses), rec['loss']))
         row = {k: v for k,v in rec.items() if k not in ('epoch', 'phase', 'loss')}
         row.update(loss=rec['loss'], epoch=rec['epoch'], train='train' if learn.training else 'eval',
-                   time=_fmt_time(time.perf_counter() - self.t0))
+                   time=format_time(time.perf_counter() - self.t0))
         self._write(row)
         if self.plot and self.notebook and self.train_losses: self._update_graph(learn)
 
@@ -150,5 +160,3 @@ class ProgressCB(Callback):
         if self.valid_losses: ax.plot(*zip(*self.valid_losses), 'o-', label='valid')
         ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend()
         return ax
-
-def _fmt_time(t): return f'{int(t // 60):02d}:{int(t % 60):02d}'

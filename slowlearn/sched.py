@@ -11,9 +11,9 @@ from itertools import accumulate
 from numbers import Real, Integral
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from fastcore.basics import patch
+from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
-from .learner import Learner, Callback, CancelFitException, CancelEpochException
+from .learner import Learner, Callback, CancelFitException, CancelEpochException, _is_int, _len
 from .metrics import MetricsCB
 
 # %% ../nbs/08_sched.ipynb #5fd4e367
@@ -24,6 +24,8 @@ class BaseSchedulerCB(Callback):
         self.factory,self.kwargs,self.sched,self._pending,self._in_fit = scheduler_factory,kwargs,None,None,False
 
     def before_fit(self, learn):
+        # the optimizer outlives fits: a scheduler of an earlier one left `initial_lr`, which a new one would start from
+        for g in learn.opt.param_groups: g.pop('initial_lr', None)
         self.sched = self.factory(learn.opt, **self.kwargs)
         if self._pending is not None: self._load(self._pending)
         self._pending,self._in_fit = None,True
@@ -157,22 +159,27 @@ def combine_scheds(pcts, scheds):
 
 # %% ../nbs/08_sched.ipynb #6d965e81
 class ParamSchedulerCB(Callback):
-    "Before each training batch set hyperparameter `k` of every param group to `scheds[k](pos)`, `pos` = steps taken / total."
-    def __init__(self, scheds, optional=()):
+    "Before each training batch set hyperparameter `k` of every param group to `scheds[k](pos)`, `pos` = steps taken / `total_steps`."
+    def __init__(self, scheds, optional=(), total_steps=None):
         if not isinstance(scheds, dict) or not scheds: raise TypeError(f"scheds must be a non-empty dict of name: schedule, got {scheds!r}")
         for k,f in scheds.items():
             if not callable(f): raise TypeError(f"schedule for {k!r} must be a function of the position in [0, 1], got {type(f).__name__}")
-        self.scheds,self.optional = dict(scheds),set(optional)
+        if total_steps is not None and (not _is_int(total_steps) or total_steps < 1):
+            raise ValueError(f"total_steps must be None or an integer >= 1, got {total_steps!r}")
+        self.scheds,self.optional,self.total_steps = dict(scheds),set(optional),total_steps
 
     def before_fit(self, learn):
-        for g in learn.opt.param_groups:  # fail now, not at the first batch
+        # fail now, not at the first batch
+        self.total = self.total_steps or (None if learn.n_steps is None else learn.n_epochs*learn.n_steps)
+        if self.total is None: raise ValueError("ParamSchedulerCB needs the fit's number of optimizer steps, and the training loader "
+                                                "has no len(): pass steps_per_epoch (to fit or fit_one_cycle) or total_steps")
+        for g in learn.opt.param_groups:
             for k in self.scheds:
                 if k not in self.optional: _hyper_key(g, k)
 
     def before_batch(self, learn):
         if not learn.training: return
-        if not learn.n_steps: raise TypeError("ParamSchedulerCB needs the number of steps: a training loader with a len(), or steps_per_epoch")
-        pos = min(learn.train_iter/(learn.n_epochs*learn.n_steps), 1.)
+        pos = min(learn.train_iter/self.total, 1.) if self.total else 1.
         for k,f in self.scheds.items():
             v = f(pos)
             for g in learn.opt.param_groups:
@@ -185,16 +192,16 @@ def _check_pos(name, v):
 
 @patch
 def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95), cbs=None,
-                  resume=None, steps_per_epoch=None):
-    "Fit with one cycle: LR from `lr_max/div` up to `lr_max` over `pct_start` of the steps, then down to `lr_max/div_final`; momentum the opposite way."
-    lr_max = _check_pos('lr_max', self.lr if lr_max is None else lr_max)
+                  resume=None, steps_per_epoch=None, total_steps=None):
+    "Fit with one cycle: LR from `lr_max/div` up to `lr_max` over `pct_start` of the steps (`total_steps` if given), then down to `lr_max/div_final`; momentum the opposite way."
+    lr_max = _check_pos('lr_max', ifnone(lr_max, self.lr))
     if not isinstance(pct_start, Real) or not 0 < pct_start < 1: raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
     _check_pos('div', div); _check_pos('div_final', div_final)
     if moms is not None and len(moms) != 3: raise ValueError(f"moms must be 3 values (start, middle, end) or None, got {moms!r}")
     phases = [pct_start, 1 - pct_start]
     scheds = {'lr': combine_scheds(phases, [sched_cos(lr_max/div, lr_max), sched_cos(lr_max, lr_max/div_final)])}
     if moms is not None: scheds['momentum'] = combine_scheds(phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
-    self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'])] + list(L(cbs)), lr=lr_max/div,
+    self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'], total_steps=total_steps)] + list(L(cbs)), lr=lr_max/div,
              resume=resume, steps_per_epoch=steps_per_epoch)
 
 # %% ../nbs/08_sched.ipynb #f56c5204
@@ -259,17 +266,14 @@ class LRFinderCB(Callback):
 # %% ../nbs/08_sched.ipynb #3a63043f
 @patch
 def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, show_plot=True):
-    "Find a learning rate with `LRFinderCB`, plot loss against LR, restore model and optimizer, and return `SuggestedLRs`."
+    "Find a learning rate with `LRFinderCB` and a fresh optimizer, plot loss against LR, restore the model and the learner's optimizer, and return `SuggestedLRs`."
     cb = LRFinderCB(start_lr, end_lr, num_it, stop_div)
-    n = len(self.dls.train) if hasattr(self.dls.train, '__len__') else None
-    if n == 0: raise ValueError("lr_find needs training batches, but dls.train is empty")
+    if _len(self.dls.train) == 0: raise ValueError("lr_find needs training batches, but dls.train is empty")
     model_sd,was_training,opt,history = copy.deepcopy(self.model.state_dict()),self.model.training,self.opt,self.history
-    opt_sd = None if opt is None else copy.deepcopy(opt.state_dict())
-    kw = dict(n_epochs=1, steps_per_epoch=num_it) if n else dict(n_epochs=num_it)
-    try: self.fit(valid=False, cbs=cb, lr=start_lr, **kw)
+    try: self.fit(1, valid=False, cbs=cb, lr=start_lr, steps_per_epoch=num_it, reset_opt=True)
     finally:
+        # the learner's own optimizer was set aside, untouched: a fresh one ran the search
         self.model.load_state_dict(model_sd); self.model.train(was_training)
-        if opt is not None: opt.load_state_dict(opt_sd)
         self.opt,self.history = opt,history
     if not cb.losses: raise ValueError("lr_find needs training batches, but dls.train yielded none")
     sugg = cb.suggest()

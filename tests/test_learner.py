@@ -132,12 +132,135 @@ def test_validation_runs_without_grad_in_eval_mode():
     fit(Look())
     assert seen == [(True, True, True)] * 2 + [(False, False, False)]
 
-def test_fit_lr_overrides_and_opt_func_gets_params_and_lr():
-    got = {}
-    def opt_func(params, lr): got['lr'] = lr; return torch.optim.SGD(params, lr)
+def test_opt_func_gets_params_and_lr_at_the_first_fit_and_lr_sets_the_kept_optimizer():
+    got = []
+    def opt_func(params, lr): got.append(lr); return torch.optim.SGD(params, lr)
     learn = Learner(nn.Linear(3, 1), tiny_dls(), F.mse_loss, lr=0.3, opt_func=opt_func)
-    learn.fit(1); assert got['lr'] == 0.3
-    learn.fit(1, lr=0.02); assert got['lr'] == 0.02 and learn.opt.param_groups[0]['lr'] == 0.02
+    learn.fit(1); opt = learn.opt
+    learn.fit(1, lr=0.02)
+    assert got == [0.3] and learn.opt is opt and learn.opt.param_groups[0]['lr'] == 0.02
+    learn.fit(1)                                     # no lr: back to learn.lr, as in fastai
+    assert got == [0.3] and learn.opt.param_groups[0]['lr'] == 0.3
+    learn.fit(1, lr=0.05, reset_opt=True)
+    assert got == [0.3, 0.05] and learn.opt is not opt
+
+def adam_reference(model, batches, n_epochs, lr):
+    "A plain PyTorch loop: one Adam over `n_epochs` passes of `batches` (the same fit done in one go)."
+    opt = torch.optim.Adam(model.parameters(), lr)
+    for _ in range(n_epochs):
+        for xb, yb in batches: F.mse_loss(model(xb), yb).backward(); opt.step(); opt.zero_grad()
+    return opt
+
+def test_fitting_twice_continues_the_optimizer_state():
+    dls = tiny_dls(3)
+    torch.manual_seed(0); m = nn.Linear(3, 1); ref = nn.Linear(3, 1); ref.load_state_dict(m.state_dict())
+    learn = Learner(m, dls, F.mse_loss, lr=0.01, opt_func=torch.optim.Adam)
+    learn.fit(1, valid=False); learn.fit(1, valid=False)
+    ref_opt = adam_reference(ref, dls.train, 2, 0.01)
+    assert int(learn.opt.state[m.weight]['step']) == 6
+    torch.testing.assert_close(m.weight, ref.weight, rtol=0, atol=0)
+    torch.testing.assert_close(learn.opt.state[m.weight]['exp_avg_sq'], ref_opt.state[ref.weight]['exp_avg_sq'], rtol=0, atol=0)
+
+def test_reset_opt_restarts_the_optimizer_state():
+    dls = tiny_dls(3)
+    learn = Learner(nn.Linear(3, 1), dls, F.mse_loss, lr=0.01, opt_func=torch.optim.Adam)
+    learn.fit(2, valid=False); learn.fit(1, valid=False, reset_opt=True)
+    assert int(learn.opt.state[learn.model.weight]['step']) == 3
+
+def test_load_with_opt_then_fit_continues_from_the_loaded_state(tmp_path):
+    import slowlearn.checkpoint   # adds Learner.save / Learner.load
+    dls = tiny_dls(4)
+    torch.manual_seed(0); a = Learner(nn.Linear(3, 1), dls, F.mse_loss, lr=0.01, opt_func=torch.optim.Adam)
+    ref = nn.Linear(3, 1); ref.load_state_dict(a.model.state_dict())
+    a.fit(1, valid=False); a.save(tmp_path/'m.pt')
+    b = Learner(nn.Linear(3, 1), dls, F.mse_loss, lr=0.01, opt_func=torch.optim.Adam).load(tmp_path/'m.pt', with_opt=True)
+    b.fit(1, valid=False)
+    assert int(b.opt.state[b.model.weight]['step']) == 8           # 4 loaded + 4, not 4 again
+    adam_reference(ref, dls.train, 2, 0.01)
+    torch.testing.assert_close(b.model.weight, ref.weight, rtol=0, atol=0)
+
+def test_an_optimizer_of_another_model_is_refused():
+    learn = Learner(nn.Linear(3, 1), tiny_dls(), F.mse_loss); learn.fit(1)
+    learn.model = nn.Linear(3, 1)
+    with pytest.raises(ValueError, match='reset_opt=True'): learn.fit(1)
+    learn.fit(1, reset_opt=True)
+    assert learn.opt.param_groups[0]['params'][0] is learn.model.weight
+
+# ---- the callback contract
+
+@pytest.mark.parametrize('name, closest', [('after_pred', 'after_predict'), ('before_epochs', 'before_epoch'),
+                                           ('cleanup_batches', 'cleanup_batch'), ('after_stpe', 'after_step'),
+                                           ('before_train', 'before_epoch'), ('after_validate', 'after_epoch')])
+def test_a_method_named_like_an_event_that_is_none_fails_at_fit_start(name, closest):
+    Typo = type('Typo', (Callback,), {name: lambda self, learn: None})
+    learn = Learner(nn.Linear(3, 1), tiny_dls(), F.mse_loss)
+    w0 = learn.model.weight.detach().clone()
+    with pytest.raises(ValueError) as e: learn.fit(1, cbs=Typo())
+    assert all(s in str(e.value) for s in ('Typo', repr(name), repr(closest)))
+    assert torch.equal(learn.model.weight, w0) and list(learn.cbs) == []   # nothing ran; the extra callback is gone
+
+def test_attributes_named_like_events_that_are_not_methods_are_fine():
+    class Flags(Callback):
+        after_warmup = 3          # a number, not a method: not an event handler
+    fit(Flags())
+
+def test_two_callbacks_replacing_the_same_step_fail_naming_both():
+    class A(Callback):
+        def step(self, learn): learn.opt.step()
+    class B(Callback):
+        order = 1
+        def step(self, learn): learn.opt.step()
+    with pytest.raises(ValueError, match=r"A and B both replace the 'step' step"): fit([B(), A()])
+
+def test_a_step_declared_shared_runs_alongside_the_one_that_replaces_it():
+    calls = []
+    class A(Callback):
+        def step(self, learn): calls.append('A'); learn.opt.step()
+    class Count(Callback):
+        order,shared_steps = 1,('step',)
+        def step(self, learn): calls.append('count')
+    fit([Count(), A()])
+    assert calls == ['A', 'count'] * 2
+
+def test_the_librarys_step_replacing_callbacks_work_together():
+    from slowlearn.speed import MixedPrecisionCB
+    from slowlearn.distributed import DDPCB
+    from slowlearn.optim import MomentumCB
+    from slowlearn.checkpoint import GradAccumCB
+    learn = fit([DDPCB(), MixedPrecisionCB(), MomentumCB(), GradAccumCB(2), DeviceCB('cpu')])
+    assert learn.train_iter == 1
+
+def test_show_training_loop_lists_events_in_order_with_their_callbacks(capsys):
+    class A(Callback):
+        order = 1
+        def before_fit(self, learn): pass
+        def step(self, learn): pass
+    class B(Callback):
+        def before_fit(self, learn): pass
+        def after_batch(self, learn): pass
+    Learner(nn.Linear(3, 1), tiny_dls(), cbs=A()).show_training_loop(cbs=B())
+    lines = capsys.readouterr().out.splitlines()
+    assert [l.split()[0] for l in lines] == ['before_fit', 'before_epoch', 'before_batch', 'predict', 'after_predict', 'get_loss',
+        'after_loss', 'backward', 'after_backward', 'step', 'after_step', 'zero_grad', 'after_batch', 'cleanup_batch',
+        'after_epoch', 'cleanup_epoch', 'after_fit', 'cleanup_fit']
+    got = {l.split()[0]: l.split(None, 1)[1] for l in lines}
+    assert got['before_fit'] == 'B, A' and got['after_batch'] == 'B' and got['before_epoch'] == '-'
+    assert got['step'] == 'A   (training only)' and got['predict'] == 'Learner.predict'
+    assert got['zero_grad'] == 'Learner.zero_grad   (training only)'
+    assert lines[1].startswith('  before_epoch') and lines[2].startswith('    before_batch')
+
+def test_show_training_loop_checks_the_contract():
+    class Bad(Callback):
+        def befor_fit(self, learn): pass
+        def before_fitt(self, learn): pass
+    with pytest.raises(ValueError, match="'before_fitt'.*'before_fit'"): Learner(nn.Linear(3, 1), tiny_dls(), cbs=Bad()).show_training_loop()
+
+def test_with_cbs_keeps_the_wrapped_method_s_name_and_doc():
+    class K:
+        @with_cbs('fit')
+        def run(self):
+            "Run it."
+    assert K.run.__name__ == 'run' and K.run.__doc__ == 'Run it.' and K.run.__wrapped__.__name__ == 'run'
 
 def test_state_exposed_while_fitting():
     seen = {}

@@ -125,6 +125,22 @@ def test_epoch_scheduler_reproduces_plain_loop():
     assert spy.get('lr')[4] == pytest.approx(0.1*(1 + math.cos(math.pi/3))/2)
     for k, v in ref_sd.items(): assert_close(learn.model.state_dict()[k], v)
 
+def test_a_scheduler_in_a_later_fit_starts_from_that_fit_s_lr():
+    "The optimizer outlives the fit; the `initial_lr` an earlier fit's scheduler left must not be the next one's base."
+    cb, spy = BatchSchedulerCB(lr_scheduler.LambdaLR, lr_lambda=lambda t: 0.5**(t//2)), Spy()   # LR = base LR x factor
+    learn = Learner(model(), data(), lr=0.1, cbs=[cb, spy])
+    learn.fit(1); first = spy.get('lr')
+    learn.fit(1, lr=0.04)
+    assert first == pytest.approx([0.1, 0.1, 0.05, 0.05], rel=1e-12)
+    assert spy.get('lr') == pytest.approx([0.04, 0.04, 0.02, 0.02], rel=1e-12)
+
+def test_param_scheduler_total_steps_sets_the_clock():
+    spy = Spy()
+    Learner(model(), data(), cbs=[spy, ParamSchedulerCB({'lr': sched_lin(0, 1)}, total_steps=16)]).fit(2)   # 8 steps of 16
+    assert spy.get('lr') == pytest.approx([i/16 for i in range(8)], abs=1e-15)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match='total_steps must be None or an integer >= 1'): ParamSchedulerCB({'lr': sched_lin(0, 1)}, total_steps=bad)
+
 def test_scheduler_cb_works_with_slowlearn_optimizer():
     # OneCycleLR also cycles betas[0]; our AdamW must see the same values as torch's
     cb, spy = BatchSchedulerCB(lr_scheduler.OneCycleLR, max_lr=0.01, total_steps=8), Spy()
