@@ -75,8 +75,8 @@ def job(ckdir, out, kill_after=None):
     lines = []
     for line in p.stdout:
         lines.append(line.strip())
-        if kill_after is not None and line.strip() == str(kill_after): os.kill(p.pid, signal.SIGKILL); break
-    p.stdout.close()
+        if kill_after is not None and line.strip() == str(kill_after): os.kill(p.pid, signal.SIGKILL)
+    p.stdout.close()   # read to the end: on a busy machine the job can run a few steps more before the kill lands
     return p.wait(timeout=120), lines
 
 @pytest.fixture(scope='module')
@@ -98,12 +98,13 @@ def test_sigkilled_at_random_moments_and_resumed_run_is_bit_identical(tmp_path, 
     "Kill the job twice (in epoch 0 or 1, then in epoch 2), resume each time; the end state equals the uninterrupted run's."
     rng = random.Random(0)
     kills = [rng.randrange(4, 46), rng.randrange(50, N_STEPS - 2)]
-    positions = []
+    positions,reached = [],[]
     for k in kills + [None]:
         rc, lines = job(tmp_path/'ck', tmp_path/'final.pt', kill_after=k)
         assert rc == (0 if k is None else -signal.SIGKILL)
         positions.append(eval(lines[0].removeprefix('resumed ')))
-    assert positions[0] is None and all(p['step'] <= k for p, k in zip(positions[1:], kills))
+        reached.append(int(lines[-1]))           # the last step it reported before the kill landed
+    assert positions[0] is None and all(p['step'] <= r for p, r in zip(positions[1:], reached))
     assert any(0 < p['iter'] < 24 for p in positions[1:])       # at least one resume starts mid-epoch
     assert_same_state(torch.load(tmp_path/'final.pt', weights_only=True), uninterrupted)
 
