@@ -16,7 +16,7 @@ def run_side(side, epochs, threads=None):
     "Train once with `side` ('learner' or 'plain'); returns seconds, final accuracy and peak RSS in MiB."
     import torch
     if threads: torch.set_num_threads(threads)
-    from slowlearn.cli import fmnist_cnn
+    from slowlearn.models import fmnist_cnn
     if side == 'learner':
         import contextlib, io
         from torcheval.metrics import MulticlassAccuracy

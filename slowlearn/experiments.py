@@ -7,26 +7,26 @@ __all__ = ['set_seed', 'CSVLoggerCB', 'TensorBoardCB', 'TrainConfig', 'config_dl
 # %% ../nbs/11_experiments.ipynb #f1368690
 import csv, dataclasses, io, json, math, os, random, sys, time, warnings
 from collections.abc import Mapping
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from functools import partial
 import numpy as np, torch
-from torch import nn
+from fastcore.basics import ifnone
 from torcheval.metrics import MulticlassAccuracy
 from .learner import Learner, Callback, DeviceCB
 from .metrics import MetricsCB, ProgressCB
-from .data import DataLoaders, load_fashion_mnist
-from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine
-from .checkpoint import CheckpointCB, EarlyStoppingCB, WriteError, atomic_write, make_dir
+from .data import DataLoaders, load_fashion_mnist, _check_int
+from .optim import AdamW, Momentum
+from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine, _has_hyper, _get_hyper  # also adds Learner.fit_one_cycle
+from .checkpoint import CheckpointCB, EarlyStoppingCB, GradAccumCB, WriteError, atomic_write, make_dir
 from .distributed import DDPCB, is_main_process
+from .models import fmnist_cnn, mlp
 
 # %% ../nbs/11_experiments.ipynb #311891b0
-def _is_int(v): return isinstance(v, Integral) and not isinstance(v, bool)
-
 def set_seed(seed, deterministic=None):
     "Seed Python's, NumPy's and torch's global generators (CPU and all GPUs); `deterministic` turns torch's deterministic algorithms on or off."
-    if not _is_int(seed) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    _check_int('seed', seed, 0, 2**32 - 1)
+    seed = int(seed)     # random.seed refuses NumPy integers
     if deterministic not in (None, True, False): raise TypeError(f"deterministic must be None, True or False, got {deterministic!r}")
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     if deterministic is None: return
@@ -36,7 +36,7 @@ def set_seed(seed, deterministic=None):
 
 # %% ../nbs/11_experiments.ipynb #ac918f12
 class CSVLoggerCB(Callback):
-    "Add each `learn.history` record to the CSV file `path` as soon as it is made; resumed fits continue the file."
+    "Add each `learn.history` record to the CSV file `path` as soon as it is made; a resumed fit writes the records its checkpoint holds, then its own."
     order = MetricsCB.order + 1     # after MetricsCB has made this epoch's record
     def __init__(self, path='history.csv', append=False):
         if not isinstance(path, (str, os.PathLike)): raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
@@ -52,10 +52,11 @@ class CSVLoggerCB(Callback):
         self._write()
 
     def _start(self, learn):
-        "The rows before this fit's: none, or the old file's (those before `learn.start_epoch` when resuming)."
-        resume = getattr(learn, 'resume', None) not in (None, False)
-        rows = self._read() if (resume or self.append) else []
-        return [r for r in rows if int(r['epoch']) < learn.start_epoch] if resume else rows
+        "The rows before this fit's: none, or the old file's with `append`; when resuming, those of the epochs before `learn.start_epoch`."
+        if getattr(learn, 'resume', None) in (None, False): return self._read() if self.append else []
+        # the records a checkpoint restored into the history (so a new run folder gets them too), else the old file's
+        before = lambda rows: [r for r in rows if int(r['epoch']) < learn.start_epoch]
+        return before(learn.history) or before(self._read())
 
     def _read(self):
         if not self.path.exists(): return []
@@ -109,8 +110,7 @@ def _hypers(groups):
     for i,g in enumerate(groups):
         sfx = f'_{i}' if i else ''
         res[f'lr{sfx}'] = g['lr']
-        mom = g.get('momentum', g['betas'][0] if 'betas' in g else None)
-        if mom is not None: res[f'momentum{sfx}'] = mom
+        if _has_hyper(g, 'momentum'): res[f'momentum{sfx}'] = _get_hyper(g, 'momentum')
     return res
 
 # %% ../nbs/11_experiments.ipynb #764e5e97
@@ -126,32 +126,35 @@ class TrainConfig:
     n_valid: int | None = None         # validate on the first `n_valid` test images (default: all 10,000)
     epochs: int = 5
     bs: int = 512                      # global batch size (split over the processes under torchrun)
+    accumulate: int = 1                # batches per optimizer step (gradient accumulation with `GradAccumCB`)
     lr: float = 1e-2                   # peak learning rate
-    sched: str = 'one_cycle'           # 'one_cycle', 'warmup_cosine' or 'constant' (after the warm-up)
-    warmup: float = 0.3                # fraction of the training steps spent warming up, in [0, 1)
-    opt: str = 'adamw'                 # 'adamw', or 'sgd' (with momentum 0.9)
+    sched: str = 'one_cycle'           # 'one_cycle' (`Learner.fit_one_cycle`), 'warmup_cosine' or 'constant' (after the warm-up)
+    warmup: float = 0.25               # fraction of the training steps spent warming up, in [0, 1) (> 0 for 'one_cycle')
+    opt: str = 'adamw'                 # slowlearn's 'adamw', or 'sgd' (`Momentum`, 0.9; one-cycle cycles it like Adam's beta1)
     wd: float = 1e-2                   # weight decay
     seed: int = 0                      # seeds the initial weights and the data order
     deterministic: bool = False        # only deterministic torch algorithms
-    patience: int | None = None        # stop after this many epochs without a better validation loss
-    checkpoint: bool = True            # checkpoint every epoch into the run folder's `checkpoints/`
+    patience: int | None = None        # stop after this many epochs without a better validation loss (`EarlyStoppingCB`)
+    checkpoint: bool = True            # checkpoint every epoch into the run folder's `checkpoints/` (or `fit_config`'s `ckpt_dir`)
     device: str | None = None          # default: CUDA when available, else CPU
 
     def __post_init__(self):
         for k,opts in _CHOICES.items():
             if getattr(self, k) not in opts: raise ValueError(f"{k} must be one of {opts}, got {getattr(self, k)!r}")
-        if not isinstance(self.widths, (list, tuple)) or not self.widths or not all(_is_int(w) and w >= 1 for w in self.widths):
+        if not isinstance(self.widths, (list, tuple)) or not self.widths:
             raise ValueError(f"widths must be a non-empty list of integers >= 1, got {self.widths!r}")
-        self.widths = tuple(self.widths)
-        for k,lo in (('epochs', 0), ('bs', 1), ('n_train', 1), ('n_valid', 1), ('patience', 1), ('seed', 0)):
-            v = getattr(self, k)
-            if (v is not None or k in ('epochs', 'bs', 'seed')) and not (_is_int(v) and v >= lo):
-                raise ValueError(f"{k} must be an integer >= {lo}{' or None' if k in ('n_train', 'n_valid', 'patience') else ''}, got {v!r}")
-        if self.seed >= 2**32: raise ValueError(f"seed must be < 2**32, got {self.seed}")
+        for w in self.widths: _check_int('widths', w, 1)
+        self.widths = tuple(int(w) for w in self.widths)
+        for k,lo,hi in (('epochs', 0, None), ('bs', 1, None), ('accumulate', 1, None), ('seed', 0, 2**32 - 1),
+                        ('n_train', 1, None), ('n_valid', 1, None), ('patience', 0, None)):
+            if (v := getattr(self, k)) is None and k in ('n_train', 'n_valid', 'patience'): continue
+            _check_int(k, v, lo, hi)
+            setattr(self, k, int(v))    # a NumPy integer becomes a JSON-ready int
         for k,ok,rng in (('lr', lambda v: v > 0, '> 0'), ('wd', lambda v: v >= 0, '>= 0'), ('warmup', lambda v: 0 <= v < 1, 'in [0, 1)')):
             v = getattr(self, k)
             if not (isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and ok(v)): raise ValueError(f"{k} must be a number {rng}, got {v!r}")
             setattr(self, k, float(v))
+        if self.sched == 'one_cycle' and self.warmup == 0: raise ValueError("warmup must be > 0 with sched='one_cycle' (the part where the learning rate rises)")
         for k in ('deterministic', 'checkpoint'):
             if not isinstance(getattr(self, k), bool): raise TypeError(f"{k} must be True or False, got {getattr(self, k)!r}")
         for k in ('data', 'device'):
@@ -176,29 +179,23 @@ class TrainConfig:
         except (TypeError, ValueError) as e: raise type(e)(f"{path}: {e}") from None
 
 # %% ../nbs/11_experiments.ipynb #03273fbf
-def _mlp(widths, n_in=28*28, n_out=10):
-    layers = [nn.Flatten()]
-    for a,b in zip((n_in, *widths), widths): layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(widths[-1], n_out))
-
 def config_dls(cfg):
     "The Fashion-MNIST `DataLoaders` of `cfg`: its subsets, batch size and seed."
     xt,yt,xv,yv = load_fashion_mnist(cfg.data)
     return DataLoaders.from_tensors(xt[:cfg.n_train], yt[:cfg.n_train], xv[:cfg.n_valid], yv[:cfg.n_valid], bs=cfg.bs, seed=cfg.seed)
 
 def _sched_cb(cfg, total):
-    "The callback stepping `cfg`'s learning-rate schedule over `total` optimizer steps."
+    "The callback stepping `cfg`'s warm-up, then cosine or constant, learning rate over `total` optimizer steps."
     warm = round(cfg.warmup * total)
-    if cfg.sched == 'one_cycle':
-        return BatchSchedulerCB(torch.optim.lr_scheduler.OneCycleLR, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=cfg.warmup)
     f = warmup_cosine(1., warm, max(total, 1)) if cfg.sched == 'warmup_cosine' else lambda t: min(1., t / warm) if warm else 1.
     return BatchSchedulerCB(torch.optim.lr_scheduler.LambdaLR, lr_lambda=f)
 
-def fit_config(cfg, out=None, resume=False, cbs=None, progress=True):
-    "Train the run `cfg` describes, writing its run folder `out` if given; returns the `Learner`."
+def fit_config(cfg, out=None, resume=False, cbs=None, progress=True, ckpt_dir=None):
+    "Train the run `cfg` describes, writing its run folder `out` if given, checkpoints in `ckpt_dir` (default `out/checkpoints`); returns the `Learner`."
     if not isinstance(cfg, TrainConfig): raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    if resume and (out is None or not cfg.checkpoint): raise ValueError("resume=True needs a run folder `out` and cfg.checkpoint=True")
     out = None if out is None else Path(out)
+    ckpt_dir = ifnone(ckpt_dir, None if out is None else out/'checkpoints')
+    if resume and (ckpt_dir is None or not cfg.checkpoint): raise ValueError("resume=True needs a run folder `out` (or a `ckpt_dir`) and cfg.checkpoint=True")
     if out is not None and is_main_process():
         make_dir(out)
         if resume and (out/'config.json').exists() and (old := TrainConfig.load(out/'config.json')) != cfg:
@@ -207,20 +204,20 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True):
         cfg.save(out/'config.json')
     set_seed(cfg.seed, cfg.deterministic)
     dls = config_dls(cfg)
-    from slowlearn.cli import fmnist_cnn   # here, not at the top: `python -m slowlearn.cli` must not find cli already imported
-    model = fmnist_cnn(cfg.widths) if cfg.model == 'cnn' else _mlp(cfg.widths)
-    opt_func = (partial(torch.optim.AdamW, weight_decay=cfg.wd) if cfg.opt == 'adamw' else
-                partial(torch.optim.SGD, momentum=0.9, weight_decay=cfg.wd))
+    model = (fmnist_cnn if cfg.model == 'cnn' else mlp)(cfg.widths)
+    opt_func = partial(AdamW, weight_decay=cfg.wd) if cfg.opt == 'adamw' else partial(Momentum, momentum=0.9, weight_decay=cfg.wd)
     rec = RecorderCB(lr='lr')
-    run_cbs = [DeviceCB(cfg.device), DDPCB(), MetricsCB(MulticlassAccuracy()), rec, _sched_cb(cfg, cfg.epochs * len(dls.train))]
+    run_cbs = [DeviceCB(cfg.device), DDPCB(), MetricsCB(MulticlassAccuracy()), rec]
+    if cfg.sched != 'one_cycle': run_cbs.append(_sched_cb(cfg, cfg.epochs * -(-len(dls.train) // cfg.accumulate)))
+    if cfg.accumulate > 1: run_cbs.append(GradAccumCB(cfg.accumulate))
     if progress: run_cbs.append(ProgressCB())
-    if cfg.patience: run_cbs.append(EarlyStoppingCB(patience=cfg.patience))
-    if out is not None:
-        run_cbs.append(CSVLoggerCB(out/'history.csv'))
-        # every process loads checkpoints when resuming, only the main one writes them
-        if cfg.checkpoint: run_cbs.append(CheckpointCB(out/'checkpoints', every_n_epochs=1 if is_main_process() else None))
+    if cfg.patience is not None: run_cbs.append(EarlyStoppingCB(patience=cfg.patience))
+    if out is not None: run_cbs.append(CSVLoggerCB(out/'history.csv'))
+    # every process loads checkpoints when resuming, only the main one writes them
+    if cfg.checkpoint and ckpt_dir is not None: run_cbs.append(CheckpointCB(ckpt_dir, every_n_epochs=1 if is_main_process() else None))
     learn = Learner(model, dls, lr=cfg.lr, opt_func=opt_func, cbs=run_cbs + list(cbs or []))
-    learn.fit(cfg.epochs, resume=resume)
+    if cfg.sched == 'one_cycle': learn.fit_one_cycle(cfg.epochs, cfg.lr, pct_start=cfg.warmup, resume=resume)
+    else: learn.fit(cfg.epochs, resume=resume)
     if out is not None and is_main_process():
         atomic_write(out/'model.pt', lambda f: torch.save(learn.model.state_dict(), f))
         _plot_run(learn, rec, out)
@@ -343,8 +340,7 @@ def sort_trials(trials, metric=None, mode='min'):
 def random_search(space, train_fn, n_trials, seed=0, results=None, metric=None, mode='min'):
     "Train `n_trials` distinct configurations drawn from `space` with `train_fn(config) -> metrics`; best first by `metric`."
     if not callable(train_fn): raise TypeError(f"train_fn must be callable, got {type(train_fn).__name__}")
-    if not _is_int(n_trials) or n_trials < 0:
-        raise ValueError(f"n_trials must be an integer >= 0, got {n_trials!r}")
+    _check_int('n_trials', n_trials, 0)
     if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     configs = draw_configs(space, n_trials, seed)
     if results is not None: make_dir(Path(results).parent)

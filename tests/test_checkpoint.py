@@ -558,14 +558,14 @@ def tiny_fmnist(tmp_path):
     return tmp_path
 
 def test_cli_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_fmnist, tmp_path, monkeypatch):
-    from slowlearn import cli
+    from slowlearn import cli, experiments
     args = ['fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '32', '--accumulate', '2', '--patience', '5']
     cli.main(args + ['--out', str(tmp_path/'ref')])
     class DiesAfterEpoch0(CheckpointCB):
         def after_epoch(self, learn):
             super().after_epoch(learn)
             if not learn.training and learn.epoch == 0: raise KeyboardInterrupt
-    monkeypatch.setattr(cli, 'CheckpointCB', DiesAfterEpoch0)
+    monkeypatch.setattr(experiments, 'CheckpointCB', DiesAfterEpoch0)   # the CLI trains with fit_config
     with pytest.raises(KeyboardInterrupt): cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck')])
     monkeypatch.undo()
     cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck'), '--resume'])

@@ -3,7 +3,8 @@ import csv, errno, os, resource, shutil, signal, subprocess, sys
 from contextlib import contextmanager, nullcontext
 import pytest, torch
 from conftest import FILES
-from slowlearn.cli import fmnist_cnn
+from slowlearn.models import fmnist_cnn
+from slowlearn.experiments import TrainConfig
 
 def slowlearn(*args, **kw):
     return subprocess.run([sys.executable, '-m', 'slowlearn.cli', *args], capture_output=True, text=True, **kw)
@@ -18,6 +19,19 @@ def test_fit_writes_model_and_history(tiny_fmnist, tmp_path):
     assert list(rows[0]) == ['epoch', 'phase', 'loss', 'accuracy']
     assert [(r['epoch'], r['phase']) for r in rows] == [('0', 'train'), ('0', 'valid'), ('1', 'train'), ('1', 'valid')]
     assert float(rows[-1]['accuracy']) > 0.5   # the squares are easy to tell apart
+
+def test_options_and_the_equivalent_config_file_make_the_same_run(tiny_fmnist, tmp_path):
+    opts = ['--epochs', '2', '--bs', '64', '--lr', '0.02', '--wd', '0.05', '--seed', '3', '--accumulate', '2', '--patience', '1',
+            '--n-train', '320', '--n-valid', '96']
+    r = slowlearn('fit', '--data', str(tiny_fmnist), *opts, '--out', str(tmp_path/'flags'), timeout=300)
+    assert r.returncode == 0, r.stderr
+    TrainConfig(data=str(tiny_fmnist), epochs=2, bs=64, lr=0.02, wd=0.05, seed=3, accumulate=2, patience=1, n_train=320, n_valid=96,
+                checkpoint=False).save(tmp_path/'cfg.json')
+    r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'config'), timeout=300)
+    assert r.returncode == 0, r.stderr
+    for f in ('history.csv', 'model.pt', 'config.json'): assert (tmp_path/'flags'/f).read_bytes() == (tmp_path/'config'/f).read_bytes(), f
+    assert len(csv_rows(tmp_path/'flags'/'history.csv')) == 1 + 2*2
+    assert sorted(p.name for p in (tmp_path/'flags').iterdir()) == ['config.json', 'history.csv', 'loss.png', 'lr.png', 'model.pt']
 
 @pytest.mark.parametrize('args, msg', [(['--epochs', '-1'], '--epochs'), (['--bs', '0'], '--bs'), (['--lr', 'fast'], '--lr'),
                                        (['--data', '/no/such/folder'], '/no/such/folder'), (['--nope'], '--nope')])
@@ -34,7 +48,7 @@ def test_corrupt_data_folder_gives_one_line_and_exit_2(tiny_fmnist, tmp_path):
 def test_help_explains_every_option():
     r = slowlearn('fit', '--help')
     assert r.returncode == 0
-    for opt in ('--epochs', '--lr', '--bs', '--data', '--out', '--seed'): assert opt in r.stdout
+    for opt in ('--epochs', '--lr', '--bs', '--data', '--out', '--seed', '--n-train', '--n-valid'): assert opt in r.stdout
 
 def file_size_limit(n):
     "A `preexec_fn` limiting the size of every file the child writes to `n` bytes: a disk that fills up."
@@ -72,7 +86,7 @@ def test_a_failing_disk_gives_one_line_exit_1_and_the_same_resume_then_succeeds(
     assert r.returncode == 1, r.stderr
     assert r.stderr.splitlines() == [f'slowlearn fit: error: cannot write {ck}/ckpt-00003-epoch1-step20.pt: {os.strerror(err)}']
     assert {p.name: p.read_bytes() for p in ck.iterdir()} == before       # no temporary file; checkpoints and index intact
-    assert list((tmp_path/'again').iterdir()) == []
+    assert sorted(p.name for p in (tmp_path/'again').iterdir()) == ['config.json', 'history.csv']   # no model.pt, no temporary file
     r = slowlearn(*again, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path/'again'/'model.pt').read_bytes() == (tmp_path/'whole'/'model.pt').read_bytes()

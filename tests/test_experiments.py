@@ -40,9 +40,13 @@ def test_set_seed_deterministic_switches_torch_algorithms():
         set_seed(0, deterministic=False); assert not torch.are_deterministic_algorithms_enabled()
     finally: torch.use_deterministic_algorithms(before)
 
-@pytest.mark.parametrize('seed', [-1, 2**32, 1.5, True, '0'])
-def test_set_seed_rejects_bad_seeds(seed):
-    with pytest.raises(ValueError, match='seed must be an integer'): set_seed(seed)
+@pytest.mark.parametrize('seed,exc', [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError), ('0', TypeError)])
+def test_set_seed_rejects_bad_seeds(seed, exc):
+    with pytest.raises(exc, match=r'seed must be (an integer|in \[0, 4294967295\])'): set_seed(seed)
+
+def test_set_seed_takes_numpy_integers():
+    set_seed(np.int64(3)); a = torch.rand(2)
+    set_seed(3); assert torch.equal(torch.rand(2), a)
 
 # --- CSVLoggerCB
 
@@ -261,7 +265,7 @@ def test_sort_trials_puts_missing_and_nan_metrics_last():
     (dict(space=dict(lr=[])), TypeError, r"space\['lr'\] must be a non-empty list"),
     (dict(space=dict(lr=0.1)), TypeError, r"space\['lr'\] must be a non-empty list"),
     (dict(space=dict(act=[nn.ReLU])), TypeError, 'JSON values'),
-    (dict(n_trials=-1), ValueError, 'n_trials must be an integer >= 0'),
+    (dict(n_trials=-1), ValueError, r'n_trials must be in \[0, inf\]'), (dict(n_trials=2.), TypeError, 'n_trials must be an integer'),
     (dict(mode='best'), ValueError, "mode must be 'min' or 'max'"),
     (dict(train_fn=3), TypeError, 'train_fn must be callable')])
 def test_bad_search_arguments_are_rejected(kw, exc, msg):
@@ -286,7 +290,7 @@ def test_a_config_file_may_leave_settings_at_their_defaults(tmp_path):
 
 @pytest.mark.parametrize('text,msg', [('{"epochs": 2, "lr_max": 1}', r"unknown settings \['lr_max'\]"),
                                       ('[1, 2]', 'expected a JSON object'), ('{"epochs": ', 'not valid JSON'),
-                                      ('{"bs": 0}', 'bs must be an integer >= 1')])
+                                      ('{"bs": 0}', r'bs must be in \[1, inf\]')])
 def test_bad_config_files_name_the_problem(tmp_path, text, msg):
     (tmp_path/'c.json').write_text(text)
     with pytest.raises(ValueError, match=msg) as e: TrainConfig.load(tmp_path/'c.json')
@@ -295,19 +299,25 @@ def test_bad_config_files_name_the_problem(tmp_path, text, msg):
 @pytest.mark.parametrize('kw,msg', [
     (dict(model='resnet'), 'model must be one of'), (dict(sched='cosine'), 'sched must be one of'),
     (dict(opt='adam'), 'opt must be one of'), (dict(widths=()), 'widths must be a non-empty list'),
-    (dict(widths=(16, 0)), 'widths must be'), (dict(epochs=-1), 'epochs must be an integer >= 0'),
-    (dict(epochs=2.5), 'epochs must be an integer'), (dict(bs=True), 'bs must be an integer >= 1'),
-    (dict(n_train=0), 'n_train must be an integer >= 1 or None'), (dict(patience=0), 'patience must be'),
-    (dict(seed=-1), 'seed must be an integer >= 0'), (dict(seed=2**32), 'seed must be < 2\\*\\*32'),
+    (dict(widths=(16, 0)), 'widths must be'), (dict(epochs=-1), r'epochs must be in \[0, inf\]'),
+    (dict(n_train=0), r'n_train must be in \[1, inf\]'), (dict(patience=-1), r'patience must be in \[0, inf\]'),
+    (dict(accumulate=0), r'accumulate must be in \[1, inf\]'), (dict(warmup=0.), "warmup must be > 0 with sched='one_cycle'"),
+    (dict(seed=-1), r'seed must be in \[0, 4294967295\]'), (dict(seed=2**32), r'seed must be in \[0, 4294967295\]'),
     (dict(lr=0), 'lr must be a number > 0'), (dict(lr=float('nan')), 'lr must be a number > 0'),
     (dict(wd=-0.1), 'wd must be a number >= 0'), (dict(warmup=1.), r'warmup must be a number in \[0, 1\)'),
     (dict(device='gpu7'), 'device must name a torch device')])
 def test_bad_settings_are_rejected_when_the_config_is_made(kw, msg):
     with pytest.raises(ValueError, match=msg): TrainConfig(**kw)
 
-@pytest.mark.parametrize('kw', [dict(checkpoint='yes'), dict(deterministic=1), dict(data=3)])
+@pytest.mark.parametrize('kw', [dict(checkpoint='yes'), dict(deterministic=1), dict(data=3), dict(epochs=2.5), dict(bs=True),
+                                dict(widths=(16, 1.5)), dict(epochs=None)])
 def test_settings_of_the_wrong_type_are_rejected(kw):
     with pytest.raises(TypeError): TrainConfig(**kw)
+
+def test_numpy_integer_settings_become_ints(tmp_path):
+    cfg = TrainConfig(epochs=np.int64(2), bs=np.int32(64), widths=(np.int64(8),), n_train=np.int64(100))
+    assert (cfg.epochs, cfg.bs, cfg.widths, cfg.n_train) == (2, 64, (8,), 100) and type(cfg.epochs) is int
+    cfg.save(tmp_path/'c.json'); assert TrainConfig.load(tmp_path/'c.json') == cfg
 
 @pytest.fixture
 def fake_fmnist(monkeypatch):
@@ -365,13 +375,26 @@ def test_constant_schedule_warms_up_then_stays(fake_fmnist):
     cfg = replace(SMALL, sched='constant', warmup=0.25, epochs=2)
     assert lrs(cfg) == pytest.approx([cfg.lr * min(1, t / 4) for t in range(14)], rel=1e-9)
 
-def test_one_cycle_schedule_is_torchs(fake_fmnist):
-    cfg = replace(SMALL, sched='one_cycle', warmup=0.3, epochs=2)
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=14, pct_start=0.3)
-    want = []
-    for _ in range(14): want.append(opt.param_groups[0]['lr']); opt.step(); sched.step()
+def test_one_cycle_schedule_is_fit_one_cycles(fake_fmnist):
+    # fit_one_cycle's formula by hand: half-cosine from lr/25 up to lr over the warm-up, then down to lr/1e5
+    cfg = replace(SMALL, sched='one_cycle', warmup=0.3, epochs=2)     # 7 batches an epoch: 14 steps
+    def cos(a, b, p): return a + (1 - math.cos(math.pi * p)) * (b - a) / 2
+    want = [cos(cfg.lr/25, cfg.lr, t/14/0.3) if t/14 < 0.3 else cos(cfg.lr, cfg.lr/1e5, (t/14 - 0.3)/0.7) for t in range(14)]
     assert lrs(cfg) == pytest.approx(want, rel=1e-9)
+
+@pytest.mark.parametrize('opt', ['adamw', 'sgd'])
+def test_one_cycle_cycles_the_momentum_of_our_optimizers(fake_fmnist, opt):
+    from slowlearn.sched import RecorderCB
+    rec = RecorderCB(mom='momentum')       # Adam's beta1, or SGD's momentum
+    learn = fit_config(replace(SMALL, opt=opt, epochs=2), cbs=[rec], progress=False)   # 14 steps, 25% warming up
+    assert type(learn.opt).__name__ == ('AdamW' if opt == 'adamw' else 'Momentum')
+    def cos(a, b, p): return a + (1 - math.cos(math.pi * p)) * (b - a) / 2
+    want = [cos(0.95, 0.85, t/14/0.25) if t/14 < 0.25 else cos(0.85, 0.95, (t/14 - 0.25)/0.75) for t in range(14)]
+    assert rec['mom'] == pytest.approx(want, rel=1e-9)
+
+def test_accumulate_steps_once_per_group_of_batches(fake_fmnist):
+    learn = fit_config(replace(SMALL, accumulate=3, epochs=1), progress=False)     # 7 batches an epoch: steps after 3, 6 and 7
+    assert learn.train_iter == 3
 
 def test_patience_stops_the_run_where_the_rule_says(fake_fmnist):
     cfg = replace(SMALL, epochs=6, lr=0.3, sched='constant', warmup=0., opt='sgd')

@@ -41,7 +41,7 @@ def rows(path):
 def assert_same_run(run, ref):
     assert (run/'out'/'model.pt').read_bytes() == (ref/'out'/'model.pt').read_bytes()
     assert rows(run/'out'/'history.csv') == rows(ref/'out'/'history.csv')
-    assert sorted(p.name for p in (run/'out').iterdir()) == ['history.csv', 'model.pt']    # no temporary file left
+    assert sorted(p.name for p in (run/'out').iterdir()) == ['config.json', 'history.csv', 'loss.png', 'lr.png', 'model.pt']  # no temporary file left
     assert not [p.name for p in (run/'ckpt').iterdir() if p.name.endswith('.tmp')]
 
 def kill_anywhere(data, tmp_path, n_kills, seed=0):
