@@ -10,6 +10,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError
 from .experiments import TrainConfig, fit_config
 from .distributed import is_main_process
+from .speed import ProfilerCB
 
 # %% ../nbs/04_cli.ipynb #44ed41ce
 def _die(prog, msg, code=2):
@@ -59,6 +60,8 @@ def parser():
                    'the mean loss over accumulate x bs images (default: 1)')
     f.add_argument('--config', default=None, metavar='CFG', help='train the TrainConfig saved in the JSON file CFG '
                    '(the other training options then come from CFG; checkpoints go to --out\'s checkpoints/)')
+    f.add_argument('--profile', action='store_true', help='profile a few training steps with torch.profiler: print the top '
+                   'operators and write a Chrome/Perfetto trace (trace.json) and the table (ops.txt) into the run folder')
     return p
 
 _FLAGS = 'epochs lr bs wd data seed patience accumulate n_train n_valid'.split()   # the options that are TrainConfig settings
@@ -68,7 +71,8 @@ def fit_cmd(args):
     prog = 'slowlearn fit'
     cfg = _file_config(args, prog) if args.config is not None else _flag_config(args, prog)
     out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
-    try: fit_config(cfg, out, resume=args.resume or False, ckpt_dir=args.ckpt_dir)
+    cbs = [ProfilerCB(out)] if args.profile and is_main_process() else []   # one trace: the main process's
+    try: fit_config(cfg, out, resume=args.resume or False, ckpt_dir=args.ckpt_dir, cbs=cbs)
     except (ValueError, OSError, CheckpointError) as e: _failed(prog, e)
     if is_main_process(): print(f'wrote the run folder {out}')
 
@@ -82,7 +86,7 @@ def _flag_config(args, prog):
 def _file_config(args, prog):
     "The `TrainConfig` saved in `--config`, which must be the only source of training settings."
     dflt = vars(parser().parse_args(['fit']))
-    if given := [f"--{k.replace('_', '-')}" for k,v in vars(args).items() if k not in ('config', 'out', 'resume') and v != dflt[k]]:
+    if given := [f"--{k.replace('_', '-')}" for k,v in vars(args).items() if k not in ('config', 'out', 'resume', 'profile') and v != dflt[k]]:
         _die(prog, f'--config {args.config} holds the training settings: drop {" ".join(given)} (or edit the file)')
     if args.resume and args.out is None: _die(prog, '--resume with --config needs --out, the run folder to continue')
     try: return TrainConfig.load(args.config)

@@ -1,5 +1,5 @@
 "`slowlearn fit` end to end on a small Fashion-MNIST-shaped slice, its usage errors, and disks that fail under it."
-import csv, errno, os, resource, shutil, signal, subprocess, sys
+import csv, errno, json, os, resource, shutil, signal, subprocess, sys
 from contextlib import contextmanager, nullcontext
 import pytest, torch
 from conftest import FILES
@@ -99,3 +99,19 @@ def test_an_out_folder_that_cannot_be_made_gives_one_line_and_exit_1(tmp_path, c
     if config: TrainConfig().save(tmp_path/'cfg.json')
     r = slowlearn('fit', *(['--config', str(tmp_path/'cfg.json')] if config else []), '--out', str(tmp_path/'a_file'/'run'), timeout=300)
     assert r.returncode == 1 and r.stderr.splitlines() == [f"slowlearn fit: error: cannot write {tmp_path}/a_file/run: {os.strerror(errno.ENOTDIR)}"]
+
+def test_profile_writes_a_chrome_trace_and_prints_the_top_operators(tiny_fmnist, tmp_path):
+    out = tmp_path/'run'
+    r = slowlearn('fit', '--data', str(tiny_fmnist), '--epochs', '1', '--bs', '64', '--profile', '--out', str(out), timeout=300)
+    assert r.returncode == 0, r.stderr
+    trace = json.loads((out/'trace.json').read_text())
+    steps = {e['name'] for e in trace['traceEvents'] if e.get('name', '').startswith('ProfilerStep#')}
+    assert len(steps) == 5                                   # ProfilerCB's default: wait 1, warm up 1, record 5 steps
+    assert {'forward', 'backward', 'step'} <= {e.get('name') for e in trace['traceEvents']}
+    assert 'aten::convolution_backward' in r.stdout and 'aten::convolution_backward' in (out/'ops.txt').read_text()
+
+def test_profile_is_allowed_with_a_config_file(tiny_fmnist, tmp_path):
+    TrainConfig(data=str(tiny_fmnist), epochs=1, bs=64, checkpoint=False).save(tmp_path/'cfg.json')
+    r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--profile', '--out', str(tmp_path/'run'), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path/'run'/'trace.json').is_file()
