@@ -6,7 +6,8 @@ __all__ = ['amp_dtype', 'model_device', 'MixedPrecisionCB', 'CompileCB', 'compil
 # %% ../nbs/10_speed.ipynb #3ed01fb4
 import os, platform, shutil, sys, warnings
 import torch
-from .learner import Callback, DeviceCB
+from fastcore.basics import patch
+from .learner import Learner, Callback, DeviceCB
 
 # %% ../nbs/10_speed.ipynb #e0ff1d7f
 def amp_dtype(device_type, dtype=None):
@@ -117,3 +118,11 @@ class CompileCB(Callback):
 
     def cleanup_fit(self, learn):
         if self.model is not None and 'forward' in vars(self.model): del self.model.forward
+
+# %% ../nbs/10_speed.ipynb #11a3136e
+@patch
+def compile(self:Learner, backend='inductor', mode=None, fullgraph=False, dynamic=None, options=None):
+    "Compile the model's forward in this learner's fits, as `CompileCB(backend, mode, ...)` does; returns the learner."
+    cb = CompileCB(backend=backend, mode=mode, fullgraph=fullgraph, dynamic=dynamic, options=options)
+    self.cbs = self.cbs.filter(lambda c: not isinstance(c, CompileCB)) + [cb]
+    return self
