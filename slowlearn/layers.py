@@ -7,7 +7,7 @@ from functools import cache
 import torch
 from torch import nn
 from .init import GeneralReLU
-from .optim import compile_problem
+from .optim import compile_problem, _why
 
 # %% auto #0
 __all__ = ['batch_norm_train', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
@@ -69,7 +69,7 @@ class BatchNorm(nn.Module):
         try: return fn(*args)
         except Exception as e:
             out = batch_norm_train(*args)   # an error in the input itself raises here, as it would uncompiled
-            self._fail(f"compiling failed ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})")
+            self._fail(f"compiling failed ({_why(e)})")
             return out
 
     def _fail(self, why):

@@ -219,6 +219,12 @@ def compile_problem(device_type='cpu', backend='inductor'):
         if not has_triton(): return "the inductor backend needs Triton on CUDA (pip install triton)"
     return None
 
+def _why(e):
+    "The root exception of a compile error, in one line."
+    e = getattr(e, 'inner_exception', None) or e   # Dynamo wraps a backend's exception
+    msg = next((l for l in str(e).splitlines() if l.strip()), '')
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
 # %% ../nbs/05_optim.ipynb #c5a7e447
 def _update_all(update_one, ps, gs, states, h):
     "Weight decay, then `update_one`, for each tensor: the function `compile=True` compiles."
@@ -251,7 +257,7 @@ def _compiled_step(self:MultiTensorOptimizer, group, ps, gs, states):
         except Exception as e:
             if n: raise   # an earlier run has updated its tensors: the eager step can't redo this one alone
             self._compiled = False
-            warnings.warn(f"{type(self).__name__}(compile=True): compiling failed ({type(e).__name__}: {e}); stepping eagerly instead", stacklevel=3)
+            warnings.warn(f"{type(self).__name__}(compile=True): compiling failed ({_why(e)}); stepping eagerly instead", stacklevel=3)
             return False
     return True
 
