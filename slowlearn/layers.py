@@ -52,8 +52,8 @@ class BatchNorm(nn.Module):
                 self.running_var.lerp_(var.to(self.running_var.dtype)*(n/(n-1)), self.momentum)
             return y
         shape = (1, -1) + (1,)*(x.ndim - 2)    # broadcast per-channel values over N and spatial dims
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        return (x * scale.view(shape) + (self.bias - self.running_mean * scale).view(shape)).to(x.dtype)
+        mean, scale = self.running_mean.view(shape), (self.weight * torch.rsqrt(self.running_var + self.eps)).view(shape)
+        return ((x - mean) * scale + self.bias.view(shape)).to(x.dtype)
 
     def _train_fn(self, x):
         "`batch_norm_train`, compiled if asked and possible (else eager, after one warning)."
