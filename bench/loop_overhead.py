@@ -5,9 +5,13 @@ Same tiny model, same ~900 in-memory batches of 64, trained by: a plain loop; `L
 `RecorderCB`). Runs are interleaved (A B C A B C ...) so machine noise hits every side alike; prints medians of wall
 time and of process CPU time (steadier on a shared machine: time spent descheduled doesn't count), the microseconds
 per batch added over the plain loop, and the ratio. Targets: bare < 10 µs/batch, default set < 60 µs/batch.
-    python bench/loop_overhead.py [--reps 15] [--batches 900]
+Optional sides, run only when the package imports: fastai's `Learner` (torch's SGD through `OptimWrapper`, no progress
+bar, no logging; its empty validation pass included) and Lightning's `Trainer` (no logger, checkpointing or summary;
+without and with its progress bar and a logged accuracy). Neither is a slowlearn dependency: install them in a
+separate environment to compare.
+    python bench/loop_overhead.py [--reps 15] [--batches 900] [--no-others]
 """
-import argparse, contextlib, io, os, platform, statistics, sys, time
+import argparse, contextlib, io, os, platform, statistics, sys, tempfile, time
 import torch, torch.nn.functional as F
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
@@ -34,13 +38,60 @@ def learner(cbs):
             Learner(model, DLs(batches), lr=0.01, cbs=cbs()).fit(1, valid=False)
     return run
 
-def main(reps=15, n_batches=900):
+class Batches:
+    "The batches as an iterable with a length (what fastai and Lightning accept in place of a DataLoader)."
+    def __init__(self, batches): self.batches = batches
+    def __iter__(self): return iter(self.batches)
+    def __len__(self): return len(self.batches)
+
+def fastai_side():
+    "fastai's `Learner` on the same batches with torch's SGD, or None when fastai isn't installed."
+    try:
+        from fastai.learner import Learner as FastaiLearner
+        from fastai.data.core import DataLoaders as FastaiDataLoaders
+        from fastai.optimizer import OptimWrapper
+        import fastai.callback.progress   # noqa: the default progress callback (and `no_bar`), as fastai users have it
+    except ImportError: return None
+    from functools import partial
+    def run(model, batches):
+        dls = FastaiDataLoaders(Batches(batches), Batches([]))
+        learn = FastaiLearner(dls, model, loss_func=F.cross_entropy, opt_func=partial(OptimWrapper, opt=torch.optim.SGD), lr=0.01)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    return run
+
+def lightning_side(extras=False):
+    "Lightning's `Trainer` on the same batches (with `extras`: its progress bar and a logged accuracy), or None when not installed."
+    try: import lightning as Lt
+    except ImportError: return None
+    class Module(Lt.LightningModule):
+        def __init__(self, model): super().__init__(); self.model = model
+        def configure_optimizers(self): return torch.optim.SGD(self.parameters(), 0.01)
+        def training_step(self, batch, i):
+            xb, yb = batch
+            out = self.model(xb)
+            if extras: self.log('accuracy', (out.argmax(1) == yb).float().mean(), prog_bar=True)
+            return F.cross_entropy(out, yb)
+    def run(model, batches):
+        import logging; logging.getLogger('lightning').setLevel(logging.ERROR); logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)
+        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            trainer = Lt.Trainer(max_epochs=1, accelerator='cpu', devices=1, logger=Lt.pytorch.loggers.CSVLogger(d) if extras else False,
+                                 enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=extras, num_sanity_val_steps=0)
+            trainer.fit(Module(model), Batches(batches))
+    return run
+
+def main(reps=15, n_batches=900, others=True):
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', torch.get_num_threads())))
     batches = make_batches(n_batches)
     sides = {'plain PyTorch loop': plain,
              'Learner, no callbacks': learner(lambda: []),
              'Learner + MetricsCB + ProgressCB': learner(lambda: [MetricsCB(MulticlassAccuracy()), ProgressCB()]),
              'Learner + default lesson set': learner(lambda: [MetricsCB(MulticlassAccuracy()), ProgressCB(), RecorderCB()])}
+    if others:
+        extra = {"fastai's Learner": fastai_side(), "Lightning's Trainer": lightning_side(),
+                 "Lightning's Trainer + bar + log": lightning_side(extras=True)}
+        for k, f in extra.items():
+            if f is None: print(f'({k}: not installed, left out)')
+            else: sides[k] = f
     wall, cpu = {k: [] for k in sides}, {k: [] for k in sides}
     for k, f in sides.items(): f(nn.Linear(32, 10), batches)          # warm-up
     load0 = os.getloadavg()[0]
@@ -67,4 +118,5 @@ def main(reps=15, n_batches=900):
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--reps', type=int, default=15); p.add_argument('--batches', type=int, default=900)
-    a = p.parse_args(); main(a.reps, a.batches)
+    p.add_argument('--no-others', action='store_true', help='leave out fastai and Lightning even where installed')
+    a = p.parse_args(); main(a.reps, a.batches, not a.no_others)

@@ -4,9 +4,11 @@ The model is 30 x (Linear(256,256) + LayerNorm(256)): 1,989,120 parameters in 12
 gradients. Each side gets its own copy. Sides are interleaved (A B C ... A B C ...) so machine noise hits
 every side alike; each rep times `--steps` consecutive steps. Prints the median ms per step and the ratios to
 torch's for-loop Adam (`foreach=False`, the CPU default) and to its fused Adam. Our unchunked Adam (one
-`_foreach` call per op over all 120 tensors) and torch's for-loop AdamW are there for reference.
+`_foreach` call per op over all 120 tensors) and torch's for-loop AdamW are there for reference. Our compiled
+steps (`compile=True`: torch.compile + Inductor, which needs a C++ compiler) are timed after their first step,
+whose time (the compilation) is printed separately; `--no-compile` leaves them out.
 On a shared machine, compare the ratios rather than the milliseconds; OMP_NUM_THREADS sets the thread count.
-    python bench/optim_step.py [--reps 30] [--steps 10] [--device cpu]
+    python bench/optim_step.py [--reps 30] [--steps 10] [--device cpu] [--no-compile]
 """
 import argparse, copy, os, platform, statistics, time
 from functools import partial
@@ -22,7 +24,7 @@ def make_model(device):
 
 def unchunked(opt): opt.chunk_numel = float('inf'); return opt
 
-def main(reps=30, steps=10, device='cpu'):
+def main(reps=30, steps=10, device='cpu', compile=True):
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', torch.get_num_threads())))
     sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
     base = make_model(device)
@@ -35,12 +37,15 @@ def main(reps=30, steps=10, device='cpu'):
         'torch Adam fused=True': partial(torch.optim.Adam, lr=1e-3, fused=True),
         'torch AdamW foreach=False': partial(torch.optim.AdamW, lr=1e-3, foreach=False),  # AdamW's extra decay pass
     }
-    opts = {}
+    if compile: sides.update({'slowlearn Adam, compiled': partial(Adam, lr=1e-3, compile=True),
+                              'slowlearn AdamW, compiled': partial(AdamW, lr=1e-3, compile=True)})
+    opts, first = {}, {}
     for k, make in sides.items():
         model = copy.deepcopy(base)
         for p, q in zip(model.parameters(), base.parameters()): p.grad = q.grad.clone()
         opts[k] = make(model.parameters())
-        for _ in range(3): opts[k].step()  # state created, warm caches
+        t = time.perf_counter(); opts[k].step(); first[k] = time.perf_counter() - t   # compiles, for the compiled sides
+        for _ in range(2): opts[k].step()  # state created, warm caches
     times = {k: [] for k in opts}
     for _ in range(reps):
         for k, opt in opts.items():
@@ -55,9 +60,14 @@ def main(reps=30, steps=10, device='cpu'):
     loop, fused = med['torch Adam foreach=False'], med['torch Adam fused=True']
     print(f'{"":28}{"ms/step":>9}{"/ torch loop":>14}{"/ torch fused":>15}')
     for k, m in med.items(): print(f'{k:28}{m * 1e3:9.2f}{m / loop:14.2f}{m / fused:15.2f}')
+    for k in sides:
+        if 'compiled' in k: print(f'{k}: first step (compiling) {first[k]:.1f} s')
+    print(f'load average {os.getloadavg()[0]:.1f} (other jobs on the machine inflate the times)')
+    return med, first
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--reps', type=int, default=30); p.add_argument('--steps', type=int, default=10)
     p.add_argument('--device', default='cpu')
-    a = p.parse_args(); main(a.reps, a.steps, a.device)
+    p.add_argument('--no-compile', action='store_true', help='leave out the compiled steps (no compilation wait)')
+    a = p.parse_args(); main(a.reps, a.steps, a.device, not a.no_compile)

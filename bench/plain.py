@@ -17,7 +17,7 @@ def one_cycle(pos, lr_max, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0
     return _cos(lr_max, lr_max / div_final, p), _cos(moms[1], moms[2], p)
 
 def plain_fit(model, xt, yt, xv, yv, epochs, lr_max, bs=512, wd=1e-2, seed=0, augment=None, amp_dtype=None,
-              channels_last=False, val_bs=None, log=print):
+              channels_last=False, val_bs=None, label_smoothing=0., log=print):
     "Train `model` with AdamW + one-cycle for `epochs`; returns the per-epoch records (train loss, valid loss and accuracy)."
     opt = torch.optim.AdamW(model.parameters(), lr=lr_max / 25, weight_decay=wd)
     n, nb = len(xt), math.ceil(len(xt) / bs)
@@ -35,7 +35,7 @@ def plain_fit(model, xt, yt, xv, yv, epochs, lr_max, bs=512, wd=1e-2, seed=0, au
             for g in opt.param_groups: g['lr'], g['betas'] = lr, (mom, g['betas'][1])
             if augment is not None: xb = augment(xb)
             with torch.autocast('cpu', dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(xb), yb)
+                loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
             loss.backward(); opt.step(); opt.zero_grad()
             tl += loss.detach() * len(xb)
             step += 1
@@ -45,7 +45,7 @@ def plain_fit(model, xt, yt, xv, yv, epochs, lr_max, bs=512, wd=1e-2, seed=0, au
             for i in range(0, len(xv), vbs):
                 xb, yb = xv[i:i + vbs], yv[i:i + vbs]
                 out = model(xb)
-                vl += F.cross_entropy(out, yb).double() * len(xb)
+                vl += F.cross_entropy(out, yb, label_smoothing=label_smoothing).double() * len(xb)
                 correct += (out.argmax(1) == yb).sum()
         rec = dict(epoch=epoch, train_loss=(tl / n).item(), valid_loss=(vl / len(xv)).item(), accuracy=(correct / len(xv)).item())
         hist.append(rec)

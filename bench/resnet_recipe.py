@@ -1,10 +1,12 @@
-"""The final lesson's recipe (nbs/13_resnet.ipynb): validation accuracy and wall time of 5 epochs, with `Learner` and as a plain loop.
+"""The final lesson's recipe (nbs/13_resnet.ipynb): accuracy and wall time of 5 epochs, with `Learner` and as a plain loop.
 
-slowlearn side: `resnet_learner()` + `fit_one_cycle(5)` (ResNet 16-256 channels, channels last, batch augmentation, AdamW + one-cycle,
-bfloat16 autocast via `MixedPrecisionCB`, `MetricsCB` + `ProgressCB`). Plain side: the same model, augmentation
-function, data order and schedule in bench/plain.py's loop. Each run is a fresh subprocess; sides alternate. The
-goal is >= 93.0% in under 4 minutes on a 2-core CPU; the load average is printed because a shared machine's timings
-are inflated by the other jobs on it.
+slowlearn side: `resnet_learner()` + `fit_one_cycle(5)` (ResNet 16-256 channels with our compiled `BatchNorm`, channels
+last, batch augmentation, AdamW + one-cycle, bfloat16 autocast via `MixedPrecisionCB`, `MetricsCB` + `ProgressCB`),
+trained on 50,000 training images with 10,000 held out for validation (`fashion_mnist(valid=10_000)`); the official
+10,000 test images are scored once, after training. Plain side: the same model, augmentation function, data order and
+schedule in bench/plain.py's loop. Each run is a fresh subprocess; sides alternate; the time includes compiling the
+BatchNorm. The goal is >= 94.0% test accuracy in under 3 minutes on a 2-core CPU; the load average is printed because a
+shared machine's timings are inflated by the other jobs on it.
     python bench/resnet_recipe.py [--reps 1] [--epochs 5] [--threads N] [--no-plain]
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, time
@@ -20,24 +22,29 @@ def run_side(side, epochs, threads=None):
         from slowlearn.metrics import ProgressCB
         from slowlearn.sched import fit_one_cycle
         from slowlearn.resnet import resnet_learner
+        from slowlearn.resnet import accuracy_on
         learn = resnet_learner(cbs=ProgressCB(notebook=False))
         t0, c0 = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(sys.stderr): learn.fit_one_cycle(epochs)
-        acc = learn.history[-1]['accuracy']
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        acc, test_acc = learn.history[-1]['accuracy'], accuracy_on(learn.model, learn.dls.test)
     elif side == 'plain':
-        from torch import nn
-        from slowlearn.data import load_fashion_mnist
-        from slowlearn.resnet import resnet, random_crop_flip
+        import inspect
+        from slowlearn.data import fashion_mnist
+        from slowlearn.resnet import resnet, random_crop_flip, resnet_learner, accuracy_on
         from plain import plain_fit
-        data = load_fashion_mnist()
+        hp = {k: v.default for k, v in inspect.signature(resnet_learner).parameters.items()}   # the recipe's settings
+        dls = fashion_mnist(bs=hp['bs'], valid=10_000)
         torch.manual_seed(0)
-        model = resnet(norm=nn.BatchNorm2d)
+        model = resnet(norm=hp['norm'])
         t0, c0 = time.perf_counter(), time.process_time()
-        hist = plain_fit(model, *data, epochs=epochs, lr_max=2e-2, bs=256, augment=random_crop_flip, amp_dtype=torch.bfloat16,
-                         channels_last=True, log=lambda s: print(s, file=sys.stderr))
-        acc = hist[-1]['accuracy']
+        hist = plain_fit(model, *dls.train.tensors, *dls.valid.tensors, epochs=epochs, lr_max=hp['lr'], bs=hp['bs'], wd=hp['wd'],
+                         augment=random_crop_flip, amp_dtype=torch.bfloat16, channels_last=True,
+                         label_smoothing=hp['label_smoothing'], log=lambda s: print(s, file=sys.stderr))
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        acc, test_acc = hist[-1]['accuracy'], accuracy_on(model, dls.test)
     else: raise ValueError(f"side must be 'learner' or 'plain', got {side!r}")
-    return dict(side=side, secs=time.perf_counter() - t0, cpu_secs=time.process_time() - c0, accuracy=acc,
+    return dict(side=side, secs=secs, cpu_secs=cpu, accuracy=acc, test_accuracy=test_acc,
                 rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, threads=torch.get_num_threads())
 
 def spawn(side, epochs, threads):
@@ -53,21 +60,21 @@ def main(reps=1, epochs=5, threads=None, plain=True):
     for i in range(reps):
         for side in (sides[::-1] if i % 2 else sides):
             r = spawn(side, epochs, threads); runs[side].append(r); loads.append(os.getloadavg()[0])
-            print(f"  {side:8} run {i+1}: {r['secs']:6.1f} s ({r['cpu_secs']:.0f} s CPU)  accuracy {r['accuracy']:.4f}  "
+            print(f"  {side:8} run {i+1}: {r['secs']:6.1f} s ({r['cpu_secs']:.0f} s CPU)  validation {r['accuracy']:.4f}  test {r['test_accuracy']:.4f}  "
                   f"load average now {loads[-1]:.1f}", flush=True)
-    med = {s: {k: statistics.median(r[k] for r in rs) for k in ('secs', 'cpu_secs', 'accuracy', 'rss_mib')} for s, rs in runs.items()}
+    med = {s: {k: statistics.median(r[k] for r in rs) for k in ('secs', 'cpu_secs', 'accuracy', 'test_accuracy', 'rss_mib')} for s, rs in runs.items()}
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {runs['learner'][0]['threads']} threads; "
           f"load average {min(loads):.1f}-{max(loads):.1f}; {epochs} epochs, median of {reps} run(s) per side")
-    print(f'{"":22}{"seconds":>9}{"CPU s":>8}{"accuracy":>10}{"peak RSS MiB":>14}')
+    print(f'{"":22}{"seconds":>9}{"CPU s":>8}{"validation":>12}{"test":>8}{"peak RSS MiB":>14}')
     for s in sides:
-        m = med[s]; print(f'{"Learner" if s == "learner" else "plain PyTorch loop":22}{m["secs"]:9.1f}{m["cpu_secs"]:8.0f}{m["accuracy"]:10.4f}{m["rss_mib"]:14.0f}')
-    res = dict(secs=med['learner']['secs'], accuracy=med['learner']['accuracy'], load=(min(loads), max(loads)))
+        m = med[s]; print(f'{"Learner" if s == "learner" else "plain PyTorch loop":22}{m["secs"]:9.1f}{m["cpu_secs"]:8.0f}{m["accuracy"]:12.4f}{m["test_accuracy"]:8.4f}{m["rss_mib"]:14.0f}')
+    res = dict(secs=med['learner']['secs'], accuracy=med['learner']['accuracy'], test_accuracy=med['learner']['test_accuracy'], load=(min(loads), max(loads)))
     if plain:
         res.update(plain_secs=med['plain']['secs'], plain_accuracy=med['plain']['accuracy'], time_ratio=med['learner']['secs'] / med['plain']['secs'])
         print(f"time ratio Learner / plain: {res['time_ratio']:.3f}")
     if epochs == 5:
-        ok = res['accuracy'] >= 0.93 and res['secs'] < 240
-        print(f"goal >= 93.0% in < 4 min: {'met' if ok else 'not met'} ({res['accuracy']:.2%} in {res['secs']/60:.1f} min)")
+        ok = res['test_accuracy'] >= 0.94 and res['secs'] < 180
+        print(f"goal >= 94.0% test accuracy in < 3 min: {'met' if ok else 'not met'} ({res['test_accuracy']:.2%} in {res['secs']/60:.1f} min)")
     return res
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 
     python bench/run.py                    # everything (about 20 minutes on 2 idle cores; the ResNet recipe takes most)
     python bench/run.py --skip-resnet      # all but the final lesson's recipe
-    python bench/run.py --only loop,data   # some figures: loop, optim, data, tta, resnet
+    python bench/run.py --only loop,data   # some figures: loop, optim, data, tta, resnet, bn
     python bench/run.py --quick            # fewer repetitions, a smoke test of the suite
 
 Figures (each script also runs alone, with its own options):
@@ -12,6 +12,7 @@ Figures (each script also runs alone, with its own options):
   4. time to accuracy  bench/time_to_accuracy.py the 90% recipe with Learner vs as a plain loop
   5. peak memory       bench/time_to_accuracy.py peak RSS of those same runs
   6. ResNet recipe     bench/resnet_recipe.py    the final lesson: accuracy and time of 5 epochs, vs a plain loop
+  7. BatchNorm         bench/batchnorm.py        a ResNet training step with our BatchNorm (eager, compiled) vs nn.BatchNorm2d
 Within each benchmark the sides alternate (A B A B ...) and medians are reported. Needs the data: set SLOWLEARN_DATA.
 """
 import argparse, contextlib, datetime, io, os, platform, re, sys, time, traceback
@@ -54,6 +55,10 @@ def bench_tta(quick, threads):
     import time_to_accuracy
     return time_to_accuracy.main(reps=1 if quick else 3, threads=threads)
 
+def bench_bn(quick):
+    import batchnorm
+    return batchnorm.main(**({'reps': 3} if quick else {}))
+
 def bench_resnet(quick, threads):
     import resnet_recipe
     return resnet_recipe.main(reps=1, epochs=1 if quick else 5, threads=threads, plain=True)
@@ -84,6 +89,9 @@ def main(only, quick=False, threads=None):
         if aw and taw: row('2. AdamW step', f'{aw:.2f} ms', f'{taw:.2f} ms (for-loop)', f'{aw / taw:.2f}', '')
         if a and ta: row('2. Adam step', f'{a:.2f} ms', f'{ta:.2f} ms (for-loop)', f'{a / ta:.2f}', '')
         if a and fa: row('2. Adam step vs fused', f'{a:.2f} ms', f'{fa:.2f} ms (fused)', f'{a / fa:.2f}', '')
+        ac, awc = ms('slowlearn Adam, compiled'), ms('slowlearn AdamW, compiled')
+        if ac and fa: row('2. Adam(compile=True) vs fused', f'{ac:.2f} ms', f'{fa:.2f} ms (fused)', f'{ac / fa:.2f}', '<= 1.2')
+        if awc and fa: row('2. AdamW(compile=True) vs fused', f'{awc:.2f} ms', f'{fa:.2f} ms (fused Adam)', f'{awc / fa:.2f}', '')
         if not (aw or a): fail('2. optimizer step', txt)
     if 'data' in only:
         _, txt = _run('3. data loading', lambda: bench_data(quick))
@@ -100,9 +108,17 @@ def main(only, quick=False, threads=None):
     if 'resnet' in only:
         res, txt = _run('6. final lesson: ResNet recipe', lambda: bench_resnet(quick, threads))
         if res:
-            row(f"6. ResNet, {1 if quick else 5} epochs", f"{res['secs']:.0f} s, {res['accuracy']:.2%}",
-                f"{res['plain_secs']:.0f} s, {res['plain_accuracy']:.2%}", f"{res['time_ratio']:.3f}", '>= 93.0% in < 240 s')
+            row(f"6. ResNet, {1 if quick else 5} epochs", f"{res['secs']:.0f} s, test {res['test_accuracy']:.2%}",
+                f"{res['plain_secs']:.0f} s, valid {res['plain_accuracy']:.2%}", f"{res['time_ratio']:.3f}", '>= 94.0% test in < 180 s')
         else: fail('6. ResNet recipe', txt)
+    if 'bn' in only:
+        res, txt = _run('7. BatchNorm in a ResNet step', lambda: bench_bn(quick))
+        if res:
+            med, first = res
+            ref = med['nn.BatchNorm2d']
+            for k in [k for k in med if k != 'nn.BatchNorm2d']:
+                row(f'7. step with {k}', f'{med[k] * 1e3:.0f} ms', f'{ref * 1e3:.0f} ms (nn.BatchNorm2d)', f'{med[k] / ref:.2f}', '<= 1.1' if 'compiled' in k else '')
+        else: fail('7. BatchNorm', txt)
 
     print('\n== summary ' + '=' * 90)
     print(header)
@@ -114,12 +130,12 @@ def main(only, quick=False, threads=None):
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument('--only', default='loop,optim,data,tta,resnet', help='comma-separated figures: loop, optim, data, tta, resnet')
+    p.add_argument('--only', default='loop,optim,data,tta,resnet,bn', help='comma-separated figures: loop, optim, data, tta, resnet, bn')
     p.add_argument('--skip-resnet', action='store_true', help='skip the final lesson recipe (the longest part)')
     p.add_argument('--quick', action='store_true', help='fewer repetitions (and 1 ResNet epoch): a smoke test')
     p.add_argument('--threads', type=int, default=None, help="torch threads for every benchmark (default: torch's own)")
     a = p.parse_args()
     only = {s.strip() for s in a.only.split(',') if s.strip()}
-    if bad := only - {'loop', 'optim', 'data', 'tta', 'resnet'}: p.error(f'unknown figures {sorted(bad)}; choose from loop, optim, data, tta, resnet')
+    if bad := only - {'loop', 'optim', 'data', 'tta', 'resnet', 'bn'}: p.error(f'unknown figures {sorted(bad)}; choose from loop, optim, data, tta, resnet, bn')
     if a.skip_resnet: only.discard('resnet')
     main(only, a.quick, a.threads)

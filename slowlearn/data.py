@@ -2,7 +2,8 @@
 
 # %% auto #0
 __all__ = ['FMNIST_FILES', 'FMNIST_MIRRORS', 'FMNIST_CLASSES', 'read_idx', 'fmnist_cache_dir', 'download_fashion_mnist',
-           'fmnist_folder', 'load_fashion_mnist', 'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist']
+           'fmnist_folder', 'load_fashion_mnist', 'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist',
+           'holdout_split']
 
 # %% ../nbs/01_data.ipynb #18c28f6b
 import gzip, hashlib, http.client, os, urllib.request, zlib
@@ -148,11 +149,12 @@ class TensorLoader:
 
 # %% ../nbs/01_data.ipynb #32cf4c15
 class DataLoaders:
-    "A training and a validation loader, each any iterable of `(xb, yb)` batches."
-    def __init__(self, train, valid):
-        for name, dl in (('train', train), ('valid', valid)):
-            if not isinstance(dl, Iterable): raise TypeError(f"{name} must be an iterable of batches, got {type(dl).__name__}")
-        self.train, self.valid = train, valid
+    "A training and a validation loader, each any iterable of `(xb, yb)` batches, and optionally a `test` one scored once at the end."
+    def __init__(self, train, valid, test=None):
+        for name, dl in (('train', train), ('valid', valid), ('test', test)):
+            if dl is not None or name != 'test':
+                if not isinstance(dl, Iterable): raise TypeError(f"{name} must be an iterable of batches, got {type(dl).__name__}")
+        self.train, self.valid, self.test = train, valid, test
 
     @classmethod
     def from_tensors(cls, x_train, y_train, x_valid, y_valid, bs=64, shuffle=True, seed=0, val_bs=None):
@@ -160,10 +162,31 @@ class DataLoaders:
         return cls(TensorLoader(x_train, y_train, bs=bs, shuffle=shuffle, seed=seed),
                    TensorLoader(x_valid, y_valid, bs=bs if val_bs is None else val_bs))
 
-    def __repr__(self): return f"{type(self).__name__}(train={self.train!r}, valid={self.valid!r})"
+    def __repr__(self):
+        test = '' if self.test is None else f", test={self.test!r}"
+        return f"{type(self).__name__}(train={self.train!r}, valid={self.valid!r}{test})"
 
-def fashion_mnist(bs=512, path=None, normalize=True, seed=0, val_bs=None):
-    "Fashion-MNIST `DataLoaders`: 60,000 shuffled training and 10,000 validation images `(bs,1,28,28)`, int64 labels."
+def fashion_mnist(bs=512, path=None, normalize=True, seed=0, val_bs=None, valid=None, split_seed=0):
+    "Fashion-MNIST `DataLoaders` of `(bs,1,28,28)` images: 60,000 shuffled training and the 10,000 test images as validation, or with `valid` (see `holdout_split`) that many training images held out for validation and the test images in `dls.test`."
     _check_int('bs', bs, 1); _check_int('seed', seed, 0)
     if val_bs is not None: _check_int('val_bs', val_bs, 1)
-    return DataLoaders.from_tensors(*load_fashion_mnist(path, normalize), bs=bs, seed=seed, val_bs=val_bs)
+    if valid is None: return DataLoaders.from_tensors(*load_fashion_mnist(path, normalize), bs=bs, seed=seed, val_bs=val_bs)
+    xt, yt, xtest, ytest = load_fashion_mnist(path, normalize=False)
+    tr, va = holdout_split(len(xt), valid, split_seed)
+    x_train, x_valid = xt[tr], xt[va]
+    if normalize:   # statistics of the images trained on only
+        mean, std = x_train.mean(), x_train.std()
+        for x in (x_train, x_valid, xtest): x.sub_(mean).div_(std)
+    dls = DataLoaders.from_tensors(x_train, yt[tr], x_valid, yt[va], bs=bs, seed=seed, val_bs=val_bs)
+    dls.test = TensorLoader(xtest, ytest, bs=bs if val_bs is None else val_bs)
+    return dls
+
+# %% ../nbs/01_data.ipynb #4e393302
+def holdout_split(n, valid, seed=0):
+    "Indices `(train, valid)` of a random split of `range(n)`: `valid` items (an int, or a fraction in (0, 1)) held out, drawn with `seed`."
+    if isinstance(valid, float) and not isinstance(valid, bool):
+        if not 0 < valid < 1: raise ValueError(f"valid must be a fraction in (0, 1) or an integer count, got {valid}")
+        valid = round(n * valid)
+    _check_int('valid', valid, 1, n - 1); _check_int('split_seed', seed, 0)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[valid:].sort().values, perm[:valid].sort().values

@@ -2,26 +2,40 @@
 
 # %% ../nbs/07_layers.ipynb #e127d4b3
 from __future__ import annotations
-import math
+import math, warnings
+from functools import cache
 import torch
 from torch import nn
 from .init import GeneralReLU
+from .optim import compile_problem, _why
 
 # %% auto #0
-__all__ = ['BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
+__all__ = ['batch_norm_train', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
 
 # %% ../nbs/07_layers.ipynb #60b2dab7
 def _check_eps(eps):
     if not eps > 0: raise ValueError(f"eps must be > 0, got {eps}")
 
+def batch_norm_train(x, weight, bias, eps):
+    "Training-mode batch norm of `x` `(N, C, ...)`: the output (in `x`'s dtype) and the batch mean and biased variance per channel."
+    dims, shape = (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,)*(x.ndim - 2)
+    var, mean = torch.var_mean(x.float(), dim=dims, correction=0, keepdim=True)   # float32 statistics, also for 16-bit x
+    y = (x - mean) * (weight.view(shape) * torch.rsqrt(var + eps)) + bias.view(shape)
+    return y.to(x.dtype), mean.flatten(), var.flatten()
+
+@cache
+def _compiled(fn, **kwargs): return torch.compile(fn, **kwargs)   # one compiled function (and cache) per settings
+
 class BatchNorm(nn.Module):
-    "Batch normalisation over the batch (and spatial) dims of `(N, C)` or `(N, C, *spatial)` inputs, with running stats."
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+    "Batch normalisation over the batch (and spatial) dims of `(N, C)` or `(N, C, *spatial)` inputs, with running stats; `compile=True` compiles the training step."
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, compile=False):
         super().__init__()
         if not isinstance(num_features, int) or num_features < 1: raise ValueError(f"num_features must be an integer > 0, got {num_features!r}")
         _check_eps(eps)
         if not 0 <= momentum <= 1: raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        if not isinstance(compile, (bool, dict)):
+            raise TypeError(f"compile must be True, False or a dict of torch.compile arguments, got {type(compile).__name__}")
+        self.num_features, self.eps, self.momentum, self.compile = num_features, eps, momentum, compile
         self.weight, self.bias = nn.Parameter(torch.ones(num_features)), nn.Parameter(torch.zeros(num_features))
         self.register_buffer('running_mean', torch.zeros(num_features))
         self.register_buffer('running_var', torch.ones(num_features))
@@ -29,19 +43,41 @@ class BatchNorm(nn.Module):
     def forward(self, x):
         if x.ndim < 2 or x.shape[1] != self.num_features:
             raise ValueError(f"expected input of shape (N, {self.num_features}, ...), got {tuple(x.shape)}")
-        shape = (1, -1) + (1,)*(x.ndim - 2)    # broadcast per-channel values over N and spatial dims
         if self.training:
-            dims = (0,) + tuple(range(2, x.ndim))
             n = x.numel() // self.num_features
             if n < 2: raise ValueError(f"BatchNorm needs more than 1 value per channel in training, got input {tuple(x.shape)}")
-            var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
-            with torch.no_grad():   # under autocast the batch statistics can be bfloat16; the running ones stay float32
-                self.running_mean.lerp_(mean.flatten().to(self.running_mean.dtype), self.momentum)
-                self.running_var.lerp_(var.flatten().to(self.running_var.dtype)*(n/(n-1)), self.momentum)
-        else: mean, var = self.running_mean.view(shape), self.running_var.view(shape)
-        return (x - mean) * (self.weight.view(shape) * torch.rsqrt(var + self.eps)) + self.bias.view(shape)
+            y, mean, var = self._train_fn(x)(x, self.weight, self.bias, self.eps)
+            with torch.no_grad():   # the running statistics stay float32, also under autocast
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(var.to(self.running_var.dtype)*(n/(n-1)), self.momentum)
+            return y
+        shape = (1, -1) + (1,)*(x.ndim - 2)    # broadcast per-channel values over N and spatial dims
+        mean, scale = self.running_mean.view(shape), (self.weight * torch.rsqrt(self.running_var + self.eps)).view(shape)
+        return ((x - mean) * scale + self.bias.view(shape)).to(x.dtype)
 
-    def extra_repr(self): return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+    def _train_fn(self, x):
+        "`batch_norm_train`, compiled if asked and possible (else eager, after one warning)."
+        if not self.compile or getattr(self, '_compile_failed', False): return batch_norm_train
+        kw = {} if self.compile is True else self.compile
+        backend = kw.get('backend', 'inductor')
+        why = compile_problem(x.device.type, backend) if isinstance(backend, str) else None
+        if why: return self._fail(why)
+        fn = _compiled(batch_norm_train, **kw)
+        return lambda *args: self._run(fn, *args)
+
+    def _run(self, fn, *args):
+        try: return fn(*args)
+        except Exception as e:
+            out = batch_norm_train(*args)   # an error in the input itself raises here, as it would uncompiled
+            self._fail(f"compiling failed ({_why(e)})")
+            return out
+
+    def _fail(self, why):
+        self._compile_failed = True
+        warnings.warn(f"BatchNorm(compile=True): {why}; running eagerly instead", stacklevel=4)
+        return batch_norm_train
+
+    def extra_repr(self): return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}" + (f", compile={self.compile}" if self.compile else "")
 
 # %% ../nbs/07_layers.ipynb #1fd5d2ff
 def _norm_shape(normalized_shape):

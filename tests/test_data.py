@@ -343,3 +343,42 @@ def test_real_fashion_mnist():
     big = fashion_mnist(path=real_folder(), val_bs=2500)      # validation in larger batches (no gradients to keep)
     assert [len(b[0]) for b in big.valid] == [2500] * 4 and len(big.train) == 118
     with pytest.raises(ValueError, match='val_bs'): fashion_mnist(path=real_folder(), val_bs=0)
+
+# ---------------------------------------------------------------- a validation set held out from the training images
+
+def test_holdout_split_partitions_and_is_fixed_by_its_seed():
+    tr, va = sd.holdout_split(100, 25, seed=3)
+    assert len(va) == 25 and sorted(tr.tolist() + va.tolist()) == list(range(100))
+    assert torch.equal(sd.holdout_split(100, 0.25, seed=3)[1], va)              # a fraction means the same count
+    assert torch.equal(sd.holdout_split(100, 25, seed=3)[1], va) and not torch.equal(sd.holdout_split(100, 25, seed=4)[1], va)
+
+@pytest.mark.parametrize('valid,msg', [(0, r'valid must be in \[1, 99\]'), (100, r'valid must be in \[1, 99\]'),
+                                       (1.0, r'valid must be a fraction in \(0, 1\)'), (0., 'fraction'), ('10', 'valid must be an integer')])
+def test_holdout_split_rejects_bad_sizes(valid, msg):
+    with pytest.raises((ValueError, TypeError), match=msg): sd.holdout_split(100, valid)
+
+def test_fashion_mnist_valid_holds_out_training_images_and_keeps_the_test_set(fake):
+    folder, arrays = fake
+    dls = fashion_mnist(path=folder, bs=4, valid=5, split_seed=1)
+    tr, va = sd.holdout_split(20, 5, seed=1)
+    raw_x, raw_y = arrays['train-images-idx3-ubyte.gz'], arrays['train-labels-idx1-ubyte.gz']
+    assert torch.equal(dls.valid.tensors[1], torch.from_numpy(raw_y[va.numpy()]).long())
+    assert torch.equal(dls.train.tensors[1], torch.from_numpy(raw_y[tr.numpy()]).long())
+    assert torch.equal(dls.test.tensors[1], torch.from_numpy(arrays['t10k-labels-idx1-ubyte.gz']).long())
+    # standardised with the mean and std of the 15 training images only (the held-out ones don't leak in)
+    x = torch.from_numpy(raw_x).float().div(255)
+    mean, std = x[tr].mean(), x[tr].std()
+    torch.testing.assert_close(dls.valid.tensors[0][:, 0], (x[va] - mean) / std)
+    torch.testing.assert_close(dls.test.tensors[0][:, 0], (torch.from_numpy(arrays['t10k-images-idx3-ubyte.gz']).float().div(255) - mean) / std)
+    assert dls.train.shuffle and not dls.valid.shuffle and not dls.test.shuffle
+    assert 'test=TensorLoader(n=10' in repr(dls)
+    assert fashion_mnist(path=folder).test is None                               # the default: the test set is `valid`
+
+def test_data_loaders_test_slot_must_be_batches():
+    with pytest.raises(TypeError, match='test must be an iterable'): DataLoaders([], [], test=3)
+
+def test_real_fashion_mnist_holdout():
+    dls = fashion_mnist(path=real_folder(), valid=10_000)
+    assert (dls.train.n, dls.valid.n, dls.test.n) == (50_000, 10_000, 10_000)
+    counts = torch.bincount(dls.valid.tensors[1])
+    assert counts.sum() == 10_000 and counts.min() > 900 and counts.max() < 1100   # close to 1,000 per class

@@ -171,3 +171,60 @@ def test_batchnorm_trains_under_bfloat16_autocast():
     assert out.isfinite().all() and bn.running_mean.dtype == bn.running_var.dtype == torch.float32
     torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=0, atol=2e-2)
     torch.testing.assert_close(bn.running_var, ref.running_var, rtol=0, atol=2e-2)
+
+# --- BatchNorm(compile=...): the same math through torch.compile ---
+import warnings
+
+@pytest.mark.parametrize('shape,ref_cls', BN_CASES)
+def test_compiled_batchnorm_matches_torch(shape, ref_cls):
+    "Graph capture with the aot_eager backend (no code generation: quick); outputs, gradients, running stats."
+    torch._dynamo.reset()
+    ours, ref = BatchNorm(shape[1], compile=dict(backend='aot_eager')), ref_cls(shape[1])
+    randomize_affine(ours, ref)
+    for step in range(4): compare_fwd_bwd(ours, ref, batch(shape, step, shift=step), seed=step)
+    close(ours.running_mean, ref.running_mean); close(ours.running_var, ref.running_var)
+    ours.eval(); ref.eval(); compare_fwd_bwd(ours, ref, batch(shape, 10))
+
+def test_compiled_batchnorm_with_inductor_matches_torch_channels_last():
+    from slowlearn.optim import compile_problem
+    if compile_problem('cpu', 'inductor'): pytest.skip(compile_problem('cpu', 'inductor'))
+    ours, ref = BatchNorm(6, compile=True), nn.BatchNorm2d(6)
+    randomize_affine(ours, ref)
+    x = batch((8, 6, 5, 7), 0).to(memory_format=torch.channels_last)
+    compare_fwd_bwd(ours, ref, x)
+    close(ours.running_mean, ref.running_mean); close(ours.running_var, ref.running_var)
+    assert not getattr(ours, '_compile_failed', False)
+
+def test_batchnorm_under_bfloat16_autocast_returns_bfloat16_like_torch():
+    torch.manual_seed(0)
+    c = nn.Conv2d(3, 8, 3)
+    x = torch.randn(16, 3, 10, 10)
+    ours, ref = BatchNorm(8), nn.BatchNorm2d(8)
+    with torch.autocast('cpu', dtype=torch.bfloat16): h = c(x); ya, yb = ours(h), ref(h)
+    assert ya.dtype == yb.dtype == torch.bfloat16
+    assert_close(ya.float(), yb.float(), rtol=0, atol=4e-2)   # bfloat16 rounding of values of a few units
+    close(ours.running_mean, ref.running_mean); close(ours.running_var, ref.running_var)   # float32 statistics
+
+def test_batchnorm_compile_unavailable_warns_once_and_runs_eagerly(monkeypatch):
+    import shutil
+    monkeypatch.setattr(shutil, 'which', lambda c: None)
+    ours, ref = BatchNorm(5, compile=True), BatchNorm(5)
+    x = batch((8, 5), 0)
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        for _ in range(3): assert torch.equal(ours(x), ref(x))
+    assert len(ws) == 1 and 'BatchNorm(compile=True)' in str(ws[0].message) and 'C++ compiler' in str(ws[0].message)
+
+def test_batchnorm_failing_backend_warns_once_and_runs_eagerly():
+    def broken(gm, example_inputs): raise RuntimeError('no code generator here')
+    torch._dynamo.reset()
+    ours, ref = BatchNorm(5, compile=dict(backend=broken)), BatchNorm(5)
+    x = batch((8, 5, 3), 0)
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        for _ in range(3): assert torch.equal(ours(x), ref(x))
+    assert len(ws) == 1 and 'compiling failed' in str(ws[0].message)
+    assert torch.equal(ours.running_var, ref.running_var)
+
+def test_batchnorm_bad_compile_argument():
+    with pytest.raises(TypeError, match='compile must be True, False or a dict'): BatchNorm(3, compile='yes')

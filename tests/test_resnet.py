@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from slowlearn.learner import Learner, Callback
 from slowlearn.resnet import ResBlock, resnet, random_crop_flip, BatchAugmentCB
+from slowlearn.layers import BatchNorm
 
 def candidates(img, pad):
     "Every crop (with edge padding) and its mirror image of one image `(C, H, W)`, by slicing."
@@ -116,9 +117,29 @@ def test_resnet_learner_is_the_recipe_and_trains_a_step():
     from slowlearn.resnet import resnet_learner
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
-    learn = resnet_learner(SimpleNamespace(train=[(x, y)], valid=[(x, y)]))
+    learn = resnet_learner(SimpleNamespace(train=[(x, y)], valid=[(x, y)]), norm=BatchNorm)   # eager: no compile wait
     assert {type(cb) for cb in learn.cbs} >= {MetricsCB, BatchAugmentCB, MixedPrecisionCB}
     w0 = [p.detach().clone() for p in learn.model.parameters()]
     learn.fit(1, lr=1e-3)
     assert [r['phase'] for r in learn.history] == ['train', 'valid'] and 0 <= learn.history[-1]['accuracy'] <= 1
     assert any(not torch.equal(a, b) for a, b in zip(w0, learn.model.parameters()))
+
+def test_resnet_learner_uses_our_compiled_batchnorm_and_its_hyperparameters():
+    from slowlearn.resnet import resnet_learner
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    learn = resnet_learner(SimpleNamespace(train=[(x, y)], valid=[(x, y)]), wd=0.05, label_smoothing=0.1)
+    bns = [m for m in learn.model.modules() if isinstance(m, BatchNorm)]
+    assert bns and all(m.compile is True for m in bns)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in learn.model.modules())
+    assert learn.opt_func(learn.model.parameters(), 1e-3).defaults['weight_decay'] == 0.05
+    out, t = torch.randn(4, 10, generator=g), torch.tensor([1, 2, 3, 4])
+    torch.testing.assert_close(learn.loss_func(out, t), F.cross_entropy(out, t, label_smoothing=0.1))
+
+def test_accuracy_on_counts_correct_argmax_in_eval_mode():
+    from slowlearn.resnet import accuracy_on
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Dropout(0.9))
+    with torch.no_grad(): model[1].weight.copy_(torch.eye(3, 4)); model[1].bias.zero_()
+    x = torch.tensor([[5., 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0], [5, 0, 0, 0]])
+    dl = [(x[:2], torch.tensor([0, 1])), (x[2:], torch.tensor([2, 1]))]   # the last is wrong
+    assert accuracy_on(model, dl) == 0.75 and not model.training        # eval mode: dropout off

@@ -214,3 +214,19 @@ def test_missing_cpp_compiler_is_reported(monkeypatch):
 
 def test_bad_backend_type_is_rejected():
     with pytest.raises(TypeError, match='backend must be'): CompileCB(backend=3)
+
+def test_learner_compile_adds_one_compile_cb_and_compiles_the_forward():
+    from slowlearn.speed import Learner as L2   # the patched class is the learner module's own
+    assert L2 is Learner
+    calls, model, last = [], mlp(), LastPreds()
+    learn = Learner(model, dls(batches(2, 16), batches(1, 16, seed=1)), cbs=last)
+    assert learn.compile(backend='aot_eager') is learn
+    learn.compile(backend=counting_backend(calls))   # replaces the first
+    ccs = [c for c in learn.cbs if isinstance(c, CompileCB)]
+    assert len(ccs) == 1 and ccs[0].kwargs['backend'] != 'aot_eager'
+    learn.fit(1)
+    assert calls and ccs[0].failed is None and 'forward' not in vars(model)
+    with torch.no_grad(): assert_close(model(last.x), last.preds, rtol=1e-6, atol=1e-6)
+
+def test_learner_compile_rejects_a_bad_backend():
+    with pytest.raises(TypeError, match='backend must be'): Learner(mlp(), dls(batches(1, 4))).compile(backend=3)
