@@ -1,6 +1,6 @@
 """Time of one ResNet training step with our BatchNorm (eager and compiled) against torch's nn.BatchNorm2d.
 
-The final recipe's setting: `resnet()` (16-256 channels) in channels-last memory format, a batch of 256
+The final recipe's setting: `ResNet()` (16-256 channels) in channels-last memory format, a batch of 256
 Fashion-MNIST-sized images, forward and loss under bfloat16 autocast, backward, AdamW step. Sides are
 interleaved (A B C A B C ...); each rep times `--steps` consecutive steps; medians and the ratio to
 nn.BatchNorm2d are printed, with the first steps of the compiled side (compilation) timed separately.
@@ -13,12 +13,12 @@ import torch, torch.nn.functional as F
 from torch import nn
 from slowlearn.layers import BatchNorm
 from slowlearn.optim import AdamW
-from slowlearn.resnet import resnet
+from slowlearn.resnet import ResNet
 
 def make_step(norm, bs):
     "A closure running one training step of a fresh channels-last ResNet with `norm` on a fixed batch."
     torch.manual_seed(0)
-    model = resnet(norm=norm).to(memory_format=torch.channels_last)
+    model = ResNet(norm=norm).to(memory_format=torch.channels_last)
     opt = AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(bs, 1, 28, 28, generator=g).to(memory_format=torch.channels_last)

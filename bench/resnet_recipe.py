@@ -31,12 +31,12 @@ def run_side(side, epochs, threads=None):
     elif side == 'plain':
         import inspect
         from slowlearn.data import fashion_mnist
-        from slowlearn.resnet import resnet, random_crop_flip, resnet_learner, accuracy_on
+        from slowlearn.resnet import ResNet, random_crop_flip, resnet_learner, accuracy_on
         from plain import plain_fit
         hp = {k: v.default for k, v in inspect.signature(resnet_learner).parameters.items()}   # the recipe's settings
         dls = fashion_mnist(bs=hp['bs'], valid=10_000)
         torch.manual_seed(0)
-        model = resnet(norm=hp['norm'])
+        model = ResNet(norm=hp['norm'])
         t0, c0 = time.perf_counter(), time.process_time()
         hist = plain_fit(model, *dls.train.tensors, *dls.valid.tensors, epochs=epochs, lr_max=hp['lr'], bs=hp['bs'], wd=hp['wd'],
                          augment=random_crop_flip, amp_dtype=torch.bfloat16, channels_last=True,

@@ -5,7 +5,7 @@ import pytest, torch
 import torch.nn.functional as F
 from torch import nn
 from slowlearn.learner import Learner, Callback
-from slowlearn.resnet import ResBlock, resnet, random_crop_flip, BatchAugmentCB
+from slowlearn.resnet import ResBlock, ResNet, random_crop_flip, BatchAugmentCB
 from slowlearn.layers import BatchNorm
 
 def candidates(img, pad):
@@ -99,7 +99,7 @@ def test_resblock_skip_path_pools_and_projects_when_shapes_change():
 
 def test_resnet_shapes_and_kaiming_init():
     torch.manual_seed(0)
-    m = resnet(nfs=(8, 16, 32), n_in=3, n_out=5)
+    m = ResNet(nfs=(8, 16, 32), n_in=3, n_out=5)
     assert m(torch.randn(2, 3, 28, 28)).shape == (2, 5)
     for mod in m.modules():
         if isinstance(mod, nn.Conv2d) and mod.weight.numel() > 1000:
@@ -107,8 +107,8 @@ def test_resnet_shapes_and_kaiming_init():
             assert mod.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.1)
 
 def test_resnet_rejects_bad_nfs():
-    with pytest.raises(ValueError, match='nfs must be a non-empty sequence'): resnet(nfs=())
-    with pytest.raises(ValueError, match='nfs must be a non-empty sequence'): resnet(nfs=(16, 0))
+    with pytest.raises(ValueError, match='nfs must be a non-empty sequence'): ResNet(nfs=())
+    with pytest.raises(ValueError, match='nfs must be a non-empty sequence'): ResNet(nfs=(16, 0))
     with pytest.raises(ValueError, match='stride must be 1 or 2'): ResBlock(4, 4, stride=3)
 
 def test_resnet_learner_is_the_recipe_and_trains_a_step():

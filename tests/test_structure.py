@@ -1,6 +1,5 @@
 "The package's shape: no import cycles among slowlearn's modules (lazy imports included), no public name hiding a module."
 import ast, importlib, pkgutil
-import pytest
 from pathlib import Path
 import slowlearn
 
@@ -46,8 +45,6 @@ def test_no_import_cycles_among_modules():
     assert 'learner' in graph['metrics']                  # the parser does see the package's imports
     assert (c := _cycle(graph)) is None, f"import cycle: {' -> '.join(c)}"
 
-@pytest.mark.xfail(strict=True, reason="the package still re-exports the function `resnet` over the module slowlearn.resnet; "
-                   "fixed with the ResNet lesson's rename after the merge (issue 12)")
 def test_no_public_name_hides_a_module():
     for m in MODULES: importlib.import_module(f'slowlearn.{m}')
     hidden = [n for n in slowlearn.__all__ if n in MODULES]
