@@ -41,6 +41,9 @@ class ResNet(nn.Sequential):
         super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nfs[-1], n_out))
         init_weights(self, leak=leak)
 
+    def __getitem__(self, idx):   # a slice (`model[:5]`) is a plain Sequential of those layers, not a new ResNet
+        return nn.Sequential(*list(self)[idx]) if isinstance(idx, slice) else super().__getitem__(idx)
+
 # %% ../nbs/13_resnet.ipynb #6c2556e2
 def random_crop_flip(x, pad=1, flip=True, generator=None):
     "Shift each image of the batch `x` `(N, C, H, W)` by up to `pad` pixels (edge padding) and, if `flip`, mirror it with probability 1/2."
