@@ -7,6 +7,7 @@ __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException',
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
 from itertools import islice
+from numbers import Integral
 import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import store_attr, ifnone
@@ -190,7 +191,7 @@ def _check_contract(cbs):
                              f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
 
 def _owner(f): return repr(getattr(f, '__self__', f))
-def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
+def _is_int(x): return isinstance(x, Integral) and not isinstance(x, bool)   # Python and NumPy integers; a bool is not a count
 
 def _calling(fs, learn):
     "A step that calls each callback method in `fs` with `learn` (no list built per batch)."

@@ -298,3 +298,15 @@ def test_device_cb_moves_model_and_nested_batches(monkeypatch):
         def before_batch(self, learn): seen.append(learn.batch[0].device.type)
     learn = fit([DeviceCB('cpu'), Look()])
     assert set(seen) == {'cpu'} and next(learn.model.parameters()).device.type == 'cpu'
+
+def test_counts_accept_numpy_integers_and_refuse_bools_everywhere():
+    "One integer check (`learner._is_int`): a NumPy integer is a count for `fit` as for the data loaders; a bool is not."
+    import numpy as np
+    from slowlearn.data import TensorLoader
+    from slowlearn.layers import conv
+    a,b = Spy(),Spy(); fit(a, n_epochs=np.int64(2)); fit(b, n_epochs=2)
+    assert a.log == b.log and a.log.count('before_epoch') == 4   # 2 epochs, each training then validation
+    assert TensorLoader(torch.zeros(5), bs=np.int32(2)).bs == 2 and conv(np.int64(1), np.int64(4))[0].out_channels == 4
+    with pytest.raises(ValueError, match='n_epochs must be an integer >= 0'): fit(Spy(), n_epochs=True)
+    with pytest.raises(TypeError, match='bs must be an integer'): TensorLoader(torch.zeros(5), bs=True)
+    with pytest.raises(ValueError, match='nf must be an integer > 0'): conv(1, True)
