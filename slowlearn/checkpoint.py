@@ -9,7 +9,7 @@ import contextlib, glob, hashlib, json, math, os, pickle, random, re, warnings, 
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch, store_attr
-from .learner import Learner, Callback, CancelFitException, CancelStepException, _is_int, _len
+from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, _is_int, _len
 from .metrics import MetricsCB
 from .distributed import is_main_process
 
@@ -127,13 +127,6 @@ def _sha256(path):
     return h.hexdigest()
 
 # %% ../nbs/09_checkpoint.ipynb #9e46ff49
-def _to(o, device):
-    "Move the tensors of a (nested) state to `device`."
-    if isinstance(o, torch.Tensor): return o.to(device)
-    if isinstance(o, dict): return type(o)((k, _to(v, device)) for k,v in o.items())
-    if isinstance(o, (list, tuple)): return type(o)(_to(v, device) for v in o)
-    return o
-
 def _few(ks, n=10): return ', '.join(map(str, ks[:n])) + (f' and {len(ks) - n} more' if len(ks) > n else '')
 
 def load_model_state(model, sd, src='checkpoint'):
@@ -308,7 +301,7 @@ class CheckpointCB(Callback):
         dev = next(learn.model.parameters(), torch.empty(0)).device
         saved = ck['callbacks']
         for k,cb in _stateful(learn, self):
-            if k in saved: cb.load_state_dict(_to(saved[k], dev))
+            if k in saved: cb.load_state_dict(to_device(saved[k], dev, non_blocking=False))
             else: warnings.warn(f"{path} holds no state for callback {k}: it starts from its initial state")
         if extra := set(saved) - {k for k,_ in _stateful(learn, self)}:
             warnings.warn(f"{path} holds state for callbacks this fit doesn't have: {sorted(extra)}")
@@ -410,7 +403,7 @@ class EarlyStoppingCB(Callback):
     def load_state_dict(self, sd):
         "Restore what `state_dict` returned."
         self.best,self.best_epoch,self.wait,self.stopped_epoch = sd['best'],sd['best_epoch'],sd['wait'],sd['stopped_epoch']
-        self.best_state = _to(sd['best_state'], 'cpu')
+        self.best_state = to_device(sd['best_state'], 'cpu', non_blocking=False)
 
 # %% ../nbs/09_checkpoint.ipynb #3e0ebc90
 class TerminateOnNaNCB(Callback):

@@ -268,11 +268,11 @@ def default_device():
     if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
-def to_device(x, device):
-    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`."
-    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=True)
-    if isinstance(x, dict): return {k: to_device(v, device) for k,v in x.items()}
-    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device) for o in x)
+def to_device(x, device, non_blocking=True):
+    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`; `non_blocking=False` for a state read at once on the CPU."
+    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=non_blocking)
+    if isinstance(x, dict): return type(x)((k, to_device(v, device, non_blocking)) for k,v in x.items())
+    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device, non_blocking) for o in x)
     return x
 
 class DeviceCB(Callback):
