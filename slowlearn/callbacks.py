@@ -14,7 +14,8 @@ from torch.optim.swa_utils import AveragedModel, SWALR, get_ema_multi_avg_fn
 from fastcore.basics import store_attr
 from .learner import Callback, _is_int
 from .layers import BatchNorm
-from .speed import MixedPrecisionCB, model_device
+from .speed import MixedPrecisionCB
+from .learner import model_device
 
 # %% ../nbs/10a_callbacks.ipynb #97fe21c8
 def _check_pos(nm, v, inf=False):

@@ -9,7 +9,7 @@ import contextlib, glob, hashlib, json, math, os, pickle, random, re, warnings, 
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch, store_attr
-from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, _is_int, _len
+from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device, _is_int, _len
 from .metrics import MetricsCB
 from .distributed import is_main_process
 
@@ -298,7 +298,7 @@ class CheckpointCB(Callback):
         else: self._restore_cbs(learn, ck, path)
 
     def _restore_cbs(self, learn, ck, path):
-        dev = next(learn.model.parameters(), torch.empty(0)).device
+        dev = model_device(learn.model)
         saved = ck['callbacks']
         for k,cb in _stateful(learn, self):
             if k in saved: cb.load_state_dict(to_device(saved[k], dev, non_blocking=False))

@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'VirtualEpochs', 'default_device', 'to_device', 'DeviceCB']
+           'Learner', 'VirtualEpochs', 'default_device', 'to_device', 'model_device', 'DeviceCB']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
@@ -274,6 +274,12 @@ def to_device(x, device, non_blocking=True):
     if isinstance(x, dict): return type(x)((k, to_device(v, device, non_blocking)) for k,v in x.items())
     if isinstance(x, (list, tuple)): return type(x)(to_device(o, device, non_blocking) for o in x)
     return x
+
+def model_device(model):
+    "The device of `model`'s first parameter (or buffer); the CPU if it has none."
+    t = next(model.parameters(), None)
+    if t is None: t = next(model.buffers(), None)
+    return torch.device('cpu') if t is None else t.device
 
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."

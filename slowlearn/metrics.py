@@ -9,7 +9,7 @@ import torch
 from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
-from .learner import Callback, _len
+from .learner import Callback, model_device, _len
 
 # %% ../nbs/03_metrics.ipynb #cf989157
 def metric_name(m):
@@ -43,7 +43,7 @@ class MetricsCB(Callback):
     def n(self, v): self._flush(); self._n = v
 
     def before_fit(self, learn):
-        dev = next(learn.model.parameters(), torch.empty(0)).device
+        dev = model_device(learn.model)
         for m in self._metrics.values(): m.to(dev)
 
     def before_epoch(self, learn):

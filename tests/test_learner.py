@@ -310,3 +310,11 @@ def test_counts_accept_numpy_integers_and_refuse_bools_everywhere():
     with pytest.raises(ValueError, match='n_epochs must be an integer >= 0'): fit(Spy(), n_epochs=True)
     with pytest.raises(TypeError, match='bs must be an integer'): TensorLoader(torch.zeros(5), bs=True)
     with pytest.raises(ValueError, match='nf must be an integer > 0'): conv(1, True)
+
+def test_model_device_lives_in_learner_and_speed_still_exports_it():
+    from slowlearn.learner import model_device
+    import slowlearn.speed
+    assert slowlearn.speed.model_device is model_device
+    assert model_device(nn.Linear(2, 2)) == model_device(nn.BatchNorm1d(2).requires_grad_(False)) == torch.device('cpu')
+    bn = nn.Module(); bn.register_buffer('b', torch.zeros(1, device='meta'))
+    assert model_device(bn) == torch.device('meta') and model_device(nn.Sequential()) == torch.device('cpu')   # a buffer; nothing
