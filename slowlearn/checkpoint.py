@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch, store_attr
 from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device, _is_int, _len
-from .metrics import MetricsCB
+from .metrics import MetricsCB, epoch_record
 from .distributed import is_main_process
 
 # %% ../nbs/09_checkpoint.ipynb #dccac5bb
@@ -180,7 +180,7 @@ def _check_monitor(monitor, mode):
 def _monitored(learn, monitor):
     "The value of `monitor` (e.g. 'valid_loss') in this epoch's history record, or None if that phase has none yet."
     phase,name = monitor.split('_', 1)
-    rec = next((r for r in reversed(learn.history) if r.get('epoch') == learn.epoch and r.get('phase') == phase), None)
+    rec = epoch_record(learn, phase)
     if rec is None: return None
     if name not in rec: raise ValueError(f"monitor {monitor!r}: the {phase} records have no {name!r}; they have "
                                          f"{[k for k in rec if k not in ('epoch', 'phase')]}")

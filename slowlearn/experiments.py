@@ -14,7 +14,7 @@ import numpy as np, torch
 from fastcore.basics import ifnone
 from torcheval.metrics import MulticlassAccuracy
 from .learner import Learner, Callback, DeviceCB
-from .metrics import MetricsCB, ProgressCB
+from .metrics import MetricsCB, ProgressCB, epoch_record
 from .data import DataLoaders, load_fashion_mnist, _check_int
 from .optim import AdamW, Momentum
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine, _has_hyper, _get_hyper  # also adds Learner.fit_one_cycle
@@ -45,10 +45,9 @@ class CSVLoggerCB(Callback):
     def before_fit(self, learn): self.rows = None
 
     def after_epoch(self, learn):
-        h,phase = learn.history,'train' if learn.training else 'valid'
-        if not h or (h[-1].get('epoch'), h[-1].get('phase')) != (learn.epoch, phase) or not is_main_process(): return
+        if (rec := epoch_record(learn)) is None or not is_main_process(): return
         if self.rows is None: self.rows = self._start(learn)
-        self.rows.append(h[-1])
+        self.rows.append(rec)
         self._write()
 
     def _start(self, learn):
@@ -94,9 +93,9 @@ class TensorBoardCB(Callback):
         for k,v in self.hypers.items(): self.writer.add_scalar(f'batch/{k}', v, step)
 
     def after_epoch(self, learn):
-        h,phase = learn.history,'train' if learn.training else 'valid'
-        if not (self.writer and h) or (h[-1].get('epoch'), h[-1].get('phase')) != (learn.epoch, phase): return
-        for k,v in h[-1].items():
+        phase = 'train' if learn.training else 'valid'
+        if not self.writer or (rec := epoch_record(learn, phase)) is None: return
+        for k,v in rec.items():
             if k not in ('epoch', 'phase') and isinstance(v, Real): self.writer.add_scalar(f'{phase}/{k}', v, learn.epoch)
         self.writer.flush()
 
