@@ -13,33 +13,25 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
-from .learner import Learner, Callback, CancelFitException, CancelEpochException, _is_int, _len
+from .learner import Learner, Callback, LoadAtFitMixin, CancelFitException, CancelEpochException, _is_int, _len
 from .metrics import MetricsCB
 
 # %% ../nbs/08_sched.ipynb #5fd4e367
-class BaseSchedulerCB(Callback):
+class BaseSchedulerCB(LoadAtFitMixin, Callback):
     "Build `scheduler_factory(learn.opt, **kwargs)` as `self.sched` at the start of each fit; subclasses step it."
     def __init__(self, scheduler_factory, **kwargs):
         if not callable(scheduler_factory): raise TypeError(f"scheduler_factory must be callable, got {type(scheduler_factory).__name__}")
-        self.factory,self.kwargs,self.sched,self._pending,self._in_fit = scheduler_factory,kwargs,None,None,False
+        self.factory,self.kwargs,self.sched = scheduler_factory,kwargs,None
 
     def before_fit(self, learn):
         # the optimizer outlives fits: a scheduler of an earlier one left `initial_lr`, which a new one would start from
         for g in learn.opt.param_groups: g.pop('initial_lr', None)
         self.sched = self.factory(learn.opt, **self.kwargs)
-        if self._pending is not None: self._load(self._pending)
-        self._pending,self._in_fit = None,True
-
-    def cleanup_fit(self, learn): self._in_fit = False
+        self._load_pending()
 
     def state_dict(self):
         "The scheduler's `state_dict()`, or None before the first fit."
         return None if self.sched is None else self.sched.state_dict()
-
-    def load_state_dict(self, sd):
-        "Restore the scheduler and the LRs it set: at once during a fit, else when the next fit builds it."
-        if self._in_fit: self._load(sd)
-        else: self._pending = sd
 
     def _load(self, sd):
         self.sched.load_state_dict(sd)

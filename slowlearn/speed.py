@@ -7,7 +7,7 @@ __all__ = ['amp_dtype', 'MixedPrecisionCB', 'CompileCB', 'ProfilerCB', 'compile_
 import os, platform, shutil, sys, warnings
 import torch
 from fastcore.basics import patch
-from .learner import Learner, Callback, DeviceCB, model_device   # model_device: kept importable from here
+from .learner import Learner, Callback, LoadAtFitMixin, DeviceCB, model_device   # model_device: kept importable from here
 
 # %% ../nbs/10_speed.ipynb #e0ff1d7f
 def amp_dtype(device_type, dtype=None):
@@ -18,14 +18,14 @@ def amp_dtype(device_type, dtype=None):
     return dtype
 
 # %% ../nbs/10_speed.ipynb #0f7bd8a1
-class MixedPrecisionCB(Callback):
+class MixedPrecisionCB(LoadAtFitMixin, Callback):
     "Forward pass and loss under `torch.autocast` in `dtype` (None: float16 on CUDA, else bfloat16); float16 with loss scaling."
     order = -4   # after GradAccumCB (-5): unscale once the gradient is complete; before clipping (> -4) reads it
     inference = True   # get_preds runs the forward pass under autocast too
     def __init__(self, dtype=None, **scaler_kwargs):
         if dtype is not None: amp_dtype('cpu', dtype)
         self.dtype,self.scaler_kwargs = dtype,scaler_kwargs
-        self.scaler,self._pending,self._autocast = None,None,None
+        self.scaler,self._autocast = None,None
 
     def before_fit(self, learn):
         dev = model_device(learn.model).type
@@ -34,8 +34,7 @@ class MixedPrecisionCB(Callback):
         if self.scaler is None or self._scaler_device != dev or self.scaler.is_enabled() != scale:
             # disabled (bfloat16): `scale` returns the loss and `step` just steps
             self.scaler,self._scaler_device = torch.amp.GradScaler(dev, enabled=scale, **self.scaler_kwargs),dev
-        if self._pending is not None: self._load(self._pending)
-        self._pending = None
+        self._load_pending()
 
     def before_batch(self, learn):
         self._autocast = torch.autocast(self.device_type, dtype=self.amp_dtype)
@@ -57,10 +56,7 @@ class MixedPrecisionCB(Callback):
         if self.scaler is None: return dict(scaler=(self._pending or {}).get('scaler', {}))
         return dict(scaler=self.scaler.state_dict())
 
-    def load_state_dict(self, sd):
-        "Restore the scaler's state, now if it exists, else when the next fit starts."
-        if self.scaler is None: self._pending = sd
-        else: self._load(sd)
+    def _can_load(self): return self.scaler is not None   # the scaler outlives a fit: load into it at once
 
     def _load(self, sd):
         st = sd.get('scaler', {})

@@ -318,3 +318,17 @@ def test_model_device_lives_in_learner_and_speed_still_exports_it():
     assert model_device(nn.Linear(2, 2)) == model_device(nn.BatchNorm1d(2).requires_grad_(False)) == torch.device('cpu')
     bn = nn.Module(); bn.register_buffer('b', torch.zeros(1, device='meta'))
     assert model_device(bn) == torch.device('meta') and model_device(nn.Sequential()) == torch.device('cpu')   # a buffer; nothing
+
+def test_load_at_fit_mixin_keeps_a_state_until_the_fit_builds_its_object():
+    from slowlearn.learner import LoadAtFitMixin
+    class Holder(LoadAtFitMixin, Callback):
+        def __init__(self): self.obj,self.log = None,[]
+        def before_fit(self, learn): self.obj = []; self._load_pending()
+        def before_epoch(self, learn):
+            if learn.epoch == 0 and learn.training: self.load_state_dict('during')
+        def _load(self, sd): self.obj.append(sd); self.log.append(sd)
+    h = Holder(); h.load_state_dict('before')
+    assert h.log == [] and h.obj is None                     # nothing to load into yet: kept
+    fit(h)
+    assert h.log == ['before', 'during'] and h._pending is None and not h._in_fit
+    h.load_state_dict('after'); assert h.log == ['before', 'during'] and h._pending == 'after'   # kept for the next fit
