@@ -192,6 +192,9 @@ def _check_contract(cbs):
 
 def _owner(f): return repr(getattr(f, '__self__', f))
 def _is_int(x): return isinstance(x, Integral) and not isinstance(x, bool)   # Python and NumPy integers; a bool is not a count
+def _check_int(name, v, lo, hi=None):
+    if not _is_int(v): raise TypeError(f"{name} must be an integer, got {v!r}")
+    if v < lo or (hi is not None and v > hi): raise ValueError(f"{name} must be in [{lo}, {'inf' if hi is None else hi}], got {v}")
 
 def _calling(fs, learn):
     "A step that calls each callback method in `fs` with `learn` (no list built per batch)."
