@@ -12,9 +12,10 @@ from torch import nn
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 from torch.optim.swa_utils import AveragedModel, SWALR, get_ema_multi_avg_fn
 from fastcore.basics import store_attr
-from .learner import Callback, _is_int
+from .learner import Callback, LoadAtFitMixin, _is_int
 from .layers import BatchNorm
-from .speed import MixedPrecisionCB, model_device
+from .speed import MixedPrecisionCB
+from .learner import model_device
 
 # %% ../nbs/10a_callbacks.ipynb #97fe21c8
 def _check_pos(nm, v, inf=False):
@@ -61,19 +62,17 @@ def _averaged(model, **kwargs):
     finally:
         if fwd is not None: model.forward = fwd
 
-class AveragingCB(Callback):
+class AveragingCB(LoadAtFitMixin, Callback):
     "Base for weight averaging: `self.avg`, an `AveragedModel` of `learn.model` made at each fit, validated with `eval_avg`, copied into the model at the end with `swap_at_end`."
     order = 50   # swaps back in `after_epoch` after MetricsCB/EarlyStoppingCB read the average, before CheckpointCB saves the model
     def __init__(self, eval_avg=True, swap_at_end=True):
-        self.eval_avg,self.swap_at_end,self.avg,self._pending,self._in_fit = eval_avg,swap_at_end,None,None,False
+        self.eval_avg,self.swap_at_end,self.avg = eval_avg,swap_at_end,None
     def _make(self, model): raise NotImplementedError
     def _ready(self, learn): "Make the average ready to run (SWA recomputes its BatchNorm statistics)."
 
     def before_fit(self, learn):
-        self.model,self.avg,self._in_fit = learn.model,self._make(learn.model),True
-        if self._pending is not None: self._load(self._pending)
-        self._pending = None
-    def cleanup_fit(self, learn): self._in_fit = False
+        self.model,self.avg = learn.model,self._make(learn.model)
+        self._load_pending()
 
     def before_epoch(self, learn):
         if learn.training or not self.eval_avg or not self.avg.n_averaged: return
@@ -92,10 +91,6 @@ class AveragingCB(Callback):
     def state_dict(self):
         "The averaged model's state, for checkpoints."
         return dict(avg=None if self.avg is None else self.avg.state_dict())
-    def load_state_dict(self, sd):
-        "Restore what `state_dict` returned: at once during a fit, else when the next fit starts."
-        if self._in_fit: self._load(sd)
-        else: self._pending = sd
     def _load(self, sd):
         if sd['avg'] is not None: self.avg.load_state_dict(sd['avg'])
 

@@ -9,10 +9,10 @@ __all__ = ['FMNIST_FILES', 'FMNIST_MIRRORS', 'FMNIST_CLASSES', 'read_idx', 'fmni
 import gzip, hashlib, http.client, os, urllib.request, zlib
 from collections.abc import Iterable
 from math import prod
-from numbers import Integral
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import store_attr
+from .learner import _check_int
 
 # %% ../nbs/01_data.ipynb #e05eeb26
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
@@ -108,10 +108,6 @@ def load_fashion_mnist(path=None, normalize=True):
     return xt, yt, xv, yv
 
 # %% ../nbs/01_data.ipynb #99a3fb67
-def _check_int(name, v, lo, hi=None):
-    if not isinstance(v, Integral) or isinstance(v, bool): raise TypeError(f"{name} must be an integer, got {v!r}")
-    if v < lo or (hi is not None and v > hi): raise ValueError(f"{name} must be in [{lo}, {'inf' if hi is None else hi}], got {v}")
-
 def epoch_seed(seed, epoch):
     "A 32-bit generator seed mixing `seed` and `epoch`, so that every pair gets its own random stream."
     return int(np.random.SeedSequence((seed, epoch)).generate_state(1)[0])

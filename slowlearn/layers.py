@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from .init import GeneralReLU
 from .optim import compile_problem, _why
+from .learner import _is_int
 
 # %% auto #0
 __all__ = ['batch_norm_train', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
@@ -30,7 +31,7 @@ class BatchNorm(nn.Module):
     "Batch normalisation over the batch (and spatial) dims of `(N, C)` or `(N, C, *spatial)` inputs, with running stats; `compile=True` compiles the training step."
     def __init__(self, num_features, eps=1e-5, momentum=0.1, compile=False):
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1: raise ValueError(f"num_features must be an integer > 0, got {num_features!r}")
+        if not _is_int(num_features) or num_features < 1: raise ValueError(f"num_features must be an integer > 0, got {num_features!r}")
         _check_eps(eps)
         if not 0 <= momentum <= 1: raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         if not isinstance(compile, (bool, dict)):
@@ -81,8 +82,8 @@ class BatchNorm(nn.Module):
 
 # %% ../nbs/07_layers.ipynb #1fd5d2ff
 def _norm_shape(normalized_shape):
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+    shape = tuple(normalized_shape) if hasattr(normalized_shape, '__iter__') else (normalized_shape,)
+    if not shape or not all(_is_int(s) and s > 0 for s in shape):
         raise ValueError(f"normalized_shape must be a positive int or a non-empty tuple of them, got {normalized_shape!r}")
     return shape
 
@@ -146,7 +147,7 @@ def _make(f, *args):
 def conv(ni, nf, ks=3, stride=2, act=GeneralReLU, norm=BatchNorm):
     "Conv2d(`ni`→`nf`, `ks`, `stride`, 'same'-style padding), then `norm(nf)` and `act()` unless they are None/False."
     for name, v in dict(ni=ni, nf=nf, ks=ks, stride=stride).items():
-        if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be an integer > 0, got {v!r}")
+        if not _is_int(v) or v < 1: raise ValueError(f"{name} must be an integer > 0, got {v!r}")
     layers = [nn.Conv2d(ni, nf, ks, stride=stride, padding=ks//2, bias=not norm)]
     if norm: layers.append(_make(norm, nf))
     if act: layers.append(_make(act))

@@ -2,11 +2,12 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'VirtualEpochs', 'default_device', 'to_device', 'DeviceCB']
+           'Learner', 'VirtualEpochs', 'default_device', 'to_device', 'model_device', 'DeviceCB', 'LoadAtFitMixin']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
 from itertools import islice
+from numbers import Integral
 import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import store_attr, ifnone
@@ -190,7 +191,10 @@ def _check_contract(cbs):
                              f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
 
 def _owner(f): return repr(getattr(f, '__self__', f))
-def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
+def _is_int(x): return isinstance(x, Integral) and not isinstance(x, bool)   # Python and NumPy integers; a bool is not a count
+def _check_int(name, v, lo, hi=None):
+    if not _is_int(v): raise TypeError(f"{name} must be an integer, got {v!r}")
+    if v < lo or (hi is not None and v > hi): raise ValueError(f"{name} must be in [{lo}, {'inf' if hi is None else hi}], got {v}")
 
 def _calling(fs, learn):
     "A step that calls each callback method in `fs` with `learn` (no list built per batch)."
@@ -267,12 +271,18 @@ def default_device():
     if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
-def to_device(x, device):
-    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`."
-    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=True)
-    if isinstance(x, dict): return {k: to_device(v, device) for k,v in x.items()}
-    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device) for o in x)
+def to_device(x, device, non_blocking=True):
+    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`; `non_blocking=False` for a state read at once on the CPU."
+    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=non_blocking)
+    if isinstance(x, dict): return type(x)((k, to_device(v, device, non_blocking)) for k,v in x.items())
+    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device, non_blocking) for o in x)
     return x
+
+def model_device(model):
+    "The device of `model`'s first parameter (or buffer); the CPU if it has none."
+    t = next(model.parameters(), None)
+    if t is None: t = next(model.buffers(), None)
+    return torch.device('cpu') if t is None else t.device
 
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
@@ -280,3 +290,18 @@ class DeviceCB(Callback):
     def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
+
+# %% ../nbs/02_learner.ipynb #c3d9f0a1
+class LoadAtFitMixin:
+    "For a callback whose state lives in objects `before_fit` builds: `load_state_dict` loads at once when they exist, else at the next fit."
+    _pending,_in_fit = None,False
+    def _can_load(self): return self._in_fit   # override when the objects outlive a fit
+    def load_state_dict(self, sd):
+        "Restore what `state_dict` returned: at once if the fit built what it goes into, else when the next fit starts."
+        if self._can_load(): self._load(sd)
+        else: self._pending = sd
+    def _load_pending(self):
+        "Call at the end of `before_fit`, once the objects are built: load the state kept for this fit."
+        if self._pending is not None: self._load(self._pending)
+        self._pending,self._in_fit = None,True
+    def cleanup_fit(self, learn): self._in_fit = False

@@ -11,7 +11,7 @@ import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 from fastcore.foundation import L
-from .learner import Learner, Callback, DeviceCB, with_cbs
+from .learner import Learner, Callback, DeviceCB, with_cbs, _is_int
 from .data import TensorLoader
 
 # %% ../nbs/03a_predict.ipynb #f1b8fb18
@@ -144,7 +144,7 @@ class _AugmentCB(Callback):
 def tta(self:Learner, dl=None, augment=hflip, n=1, act=None):
     "`get_preds` on `dl` (default `dls.valid`) with the predictions averaged over the inputs as they are and `n` passes through `augment`."
     if not callable(augment): raise TypeError(f"augment must be a callable taking a batch of inputs, got {type(augment).__name__}")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
     res = list(self.get_preds(dl, act=act))
     for _ in range(n): res[0] += self.get_preds(dl, act=act, cbs=_AugmentCB(augment))[0]
     res[0] /= n + 1
@@ -216,7 +216,7 @@ class ClassificationInterpretation:
 
     def top_losses(self, k=9):
         "The `k` largest losses, largest first, and the positions of their items in `dl`."
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(self.losses):
+        if not _is_int(k) or not 1 <= k <= len(self.losses):
             raise ValueError(f"k must be an integer in [1, {len(self.losses)}], got {k!r}")
         return self.losses.topk(k)
 

@@ -8,38 +8,30 @@ __all__ = ['BaseSchedulerCB', 'BatchSchedulerCB', 'EpochSchedulerCB', 'RecorderC
 import math, copy, bisect
 from collections import namedtuple
 from itertools import accumulate
-from numbers import Real, Integral
+from numbers import Real
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
-from .learner import Learner, Callback, CancelFitException, CancelEpochException, _is_int, _len
+from .learner import Learner, Callback, LoadAtFitMixin, CancelFitException, CancelEpochException, _is_int, _len
 from .metrics import MetricsCB
 
 # %% ../nbs/08_sched.ipynb #5fd4e367
-class BaseSchedulerCB(Callback):
+class BaseSchedulerCB(LoadAtFitMixin, Callback):
     "Build `scheduler_factory(learn.opt, **kwargs)` as `self.sched` at the start of each fit; subclasses step it."
     def __init__(self, scheduler_factory, **kwargs):
         if not callable(scheduler_factory): raise TypeError(f"scheduler_factory must be callable, got {type(scheduler_factory).__name__}")
-        self.factory,self.kwargs,self.sched,self._pending,self._in_fit = scheduler_factory,kwargs,None,None,False
+        self.factory,self.kwargs,self.sched = scheduler_factory,kwargs,None
 
     def before_fit(self, learn):
         # the optimizer outlives fits: a scheduler of an earlier one left `initial_lr`, which a new one would start from
         for g in learn.opt.param_groups: g.pop('initial_lr', None)
         self.sched = self.factory(learn.opt, **self.kwargs)
-        if self._pending is not None: self._load(self._pending)
-        self._pending,self._in_fit = None,True
-
-    def cleanup_fit(self, learn): self._in_fit = False
+        self._load_pending()
 
     def state_dict(self):
         "The scheduler's `state_dict()`, or None before the first fit."
         return None if self.sched is None else self.sched.state_dict()
-
-    def load_state_dict(self, sd):
-        "Restore the scheduler and the LRs it set: at once during a fit, else when the next fit builds it."
-        if self._in_fit: self._load(sd)
-        else: self._pending = sd
 
     def _load(self, sd):
         self.sched.load_state_dict(sd)
@@ -214,7 +206,7 @@ class LRFinderCB(Callback):
     def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div=4., beta=0.8):
         _check_pos('start_lr', start_lr)
         if not (isinstance(end_lr, Real) and end_lr > start_lr): raise ValueError(f"end_lr must be > start_lr={start_lr}, got {end_lr!r}")
-        if not isinstance(num_it, Integral) or isinstance(num_it, bool) or num_it < 2: raise ValueError(f"num_it must be an integer >= 2, got {num_it!r}")
+        if not _is_int(num_it) or num_it < 2: raise ValueError(f"num_it must be an integer >= 2, got {num_it!r}")
         if not (isinstance(div, Real) and div > 1): raise ValueError(f"div must be > 1, got {div!r}")
         if not (isinstance(beta, Real) and 0 <= beta < 1): raise ValueError(f"beta must be in [0, 1), got {beta!r}")
         self.start_lr,self.end_lr,self.num_it,self.stop_div,self.div,self.beta = start_lr,end_lr,num_it,stop_div,div,beta
@@ -284,7 +276,7 @@ def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, 
 def warmup_cosine(lr, warmup_steps, total_steps):
     "Function of the step: linear from 0 to `lr` over `warmup_steps`, then cosine down to 0 at `total_steps`."
     for nm,v in (('warmup_steps', warmup_steps), ('total_steps', total_steps)):
-        if not isinstance(v, Integral) or isinstance(v, bool): raise TypeError(f"{nm} must be an integer, got {v!r}")
+        if not _is_int(v): raise TypeError(f"{nm} must be an integer, got {v!r}")
     if not isinstance(lr, Real) or isinstance(lr, bool) or not lr >= 0: raise ValueError(f"lr must be a number >= 0, got {lr!r}")
     if total_steps < 1: raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     if not 0 <= warmup_steps <= total_steps: raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")

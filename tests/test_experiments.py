@@ -463,3 +463,9 @@ def test_csv_resumed_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, ev
     assert len(read_csv(tmp_path/'h.csv')) == 6
     learner([CSVLoggerCB(tmp_path/'h.csv'), CheckpointCB(tmp_path/'ck', **every)]).fit(4, resume=True)
     assert (tmp_path/'h.csv').read_text() == (tmp_path/'ref.csv').read_text()
+
+def test_set_seed_lives_next_to_rng_states_and_keeps_its_old_imports():
+    import slowlearn, slowlearn.checkpoint as C
+    assert set_seed is C.set_seed is slowlearn.set_seed
+    set_seed(5); st = C.rng_states(); a = torch.rand(2)
+    set_seed(5); assert all(torch.equal(x, y) for x,y in ((C.rng_states()['torch'], st['torch']), (torch.rand(2), a)))

@@ -298,3 +298,37 @@ def test_device_cb_moves_model_and_nested_batches(monkeypatch):
         def before_batch(self, learn): seen.append(learn.batch[0].device.type)
     learn = fit([DeviceCB('cpu'), Look()])
     assert set(seen) == {'cpu'} and next(learn.model.parameters()).device.type == 'cpu'
+
+def test_counts_accept_numpy_integers_and_refuse_bools_everywhere():
+    "One integer check (`learner._is_int`): a NumPy integer is a count for `fit` as for the data loaders; a bool is not."
+    import numpy as np
+    from slowlearn.data import TensorLoader
+    from slowlearn.layers import conv
+    a,b = Spy(),Spy(); fit(a, n_epochs=np.int64(2)); fit(b, n_epochs=2)
+    assert a.log == b.log and a.log.count('before_epoch') == 4   # 2 epochs, each training then validation
+    assert TensorLoader(torch.zeros(5), bs=np.int32(2)).bs == 2 and conv(np.int64(1), np.int64(4))[0].out_channels == 4
+    with pytest.raises(ValueError, match='n_epochs must be an integer >= 0'): fit(Spy(), n_epochs=True)
+    with pytest.raises(TypeError, match='bs must be an integer'): TensorLoader(torch.zeros(5), bs=True)
+    with pytest.raises(ValueError, match='nf must be an integer > 0'): conv(1, True)
+
+def test_model_device_lives_in_learner_and_speed_still_exports_it():
+    from slowlearn.learner import model_device
+    import slowlearn.speed
+    assert slowlearn.speed.model_device is model_device
+    assert model_device(nn.Linear(2, 2)) == model_device(nn.BatchNorm1d(2).requires_grad_(False)) == torch.device('cpu')
+    bn = nn.Module(); bn.register_buffer('b', torch.zeros(1, device='meta'))
+    assert model_device(bn) == torch.device('meta') and model_device(nn.Sequential()) == torch.device('cpu')   # a buffer; nothing
+
+def test_load_at_fit_mixin_keeps_a_state_until_the_fit_builds_its_object():
+    from slowlearn.learner import LoadAtFitMixin
+    class Holder(LoadAtFitMixin, Callback):
+        def __init__(self): self.obj,self.log = None,[]
+        def before_fit(self, learn): self.obj = []; self._load_pending()
+        def before_epoch(self, learn):
+            if learn.epoch == 0 and learn.training: self.load_state_dict('during')
+        def _load(self, sd): self.obj.append(sd); self.log.append(sd)
+    h = Holder(); h.load_state_dict('before')
+    assert h.log == [] and h.obj is None                     # nothing to load into yet: kept
+    fit(h)
+    assert h.log == ['before', 'during'] and h._pending is None and not h._in_fit
+    h.load_state_dict('after'); assert h.log == ['before', 'during'] and h._pending == 'after'   # kept for the next fit

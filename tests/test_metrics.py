@@ -120,3 +120,19 @@ def test_state_dict_carries_an_epoch_in_progress(data):
     second.load_state_dict(first.state_dict()); feed(second, batches[2:]); second.after_epoch(learn)
     assert learn.history[0] == pytest.approx(learn.history[1])
     assert learn.history[1]['loss'] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
+
+def test_epoch_record_is_the_record_metricscb_just_made():
+    "`epoch_record` finds this epoch's record of the running phase (or the one asked for), as the loggers and checkpoints use it."
+    from slowlearn.metrics import epoch_record
+    seen = []
+    class Look(Callback):
+        order = MetricsCB.order + 1
+        def after_epoch(self, learn): seen.append((epoch_record(learn), epoch_record(learn, 'train'), epoch_record(learn, 'valid')))
+    g = torch.Generator().manual_seed(0)
+    dl = [(torch.randn(4, 3, generator=g), torch.randn(4, 1, generator=g))]
+    learn = Learner(nn.Linear(3, 1), SimpleNamespace(train=dl, valid=dl), F.mse_loss, cbs=[MetricsCB(), Look()])
+    learn.fit(2)
+    h = learn.history
+    assert [r['phase'] for r in h] == ['train', 'valid'] * 2
+    assert [tuple(map(id, s)) for s in seen] == [(id(h[0]), id(h[0]), id(None)), (id(h[1]), id(h[0]), id(h[1])),
+                                                 (id(h[2]), id(h[2]), id(None)), (id(h[3]), id(h[2]), id(h[3]))]
