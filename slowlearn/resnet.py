@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.foundation import L
 from torcheval.metrics import MulticlassAccuracy
-from .learner import Learner, Callback, DeviceCB
+from .learner import Learner, Callback, DeviceCB, model_device, _is_int
 from .metrics import MetricsCB
 from .data import fashion_mnist
 from .init import GeneralReLU, init_weights
@@ -35,7 +35,7 @@ class ResBlock(nn.Module):
 class ResNet(nn.Sequential):
     "ResNet: a stride-1 `ResBlock` to `nfs[0]` channels, a stride-2 one per further entry of `nfs`, global average pool, linear; Kaiming-initialised."
     def __init__(self, nfs=(16, 32, 64, 128, 256), n_in=1, n_out=10, act=GeneralReLU, norm=BatchNorm, leak=0.):
-        if len(nfs) < 1 or not all(isinstance(n, int) and n > 0 for n in nfs):
+        if len(nfs) < 1 or not all(_is_int(n) and n > 0 for n in nfs):
             raise ValueError(f"nfs must be a non-empty sequence of positive channel counts, got {nfs!r}")
         blocks = [ResBlock(n_in, nfs[0], 1, act, norm)] + [ResBlock(a, b, 2, act, norm) for a,b in zip(nfs, nfs[1:])]
         super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nfs[-1], n_out))
@@ -48,7 +48,7 @@ class ResNet(nn.Sequential):
 def random_crop_flip(x, pad=1, flip=True, generator=None):
     "Shift each image of the batch `x` `(N, C, H, W)` by up to `pad` pixels (edge padding) and, if `flip`, mirror it with probability 1/2."
     if x.ndim != 4: raise ValueError(f"x must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
-    if not isinstance(pad, int) or pad < 0: raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
+    if not _is_int(pad) or pad < 0: raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
     n, _, h, w = x.shape
     dev = x.device
     xp = F.pad(x, (pad,)*4, mode='replicate') if pad else x
@@ -82,7 +82,7 @@ def resnet_learner(dls=None, bs=256, pad=1, lr=2e-2, wd=1e-2, label_smoothing=0.
 def accuracy_on(model, dl):
     "Accuracy of `model` on the batches `(xb, yb)` of `dl`, in eval mode, under bfloat16 autocast (as the recipe trains)."
     model.eval()
-    dev, correct, n = next(model.parameters()).device, 0, 0
+    dev, correct, n = model_device(model), 0, 0
     with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16):
         for xb, yb in dl: correct += (model(xb.to(dev)).argmax(1).cpu() == yb).sum().item(); n += len(yb)
     return correct / n
