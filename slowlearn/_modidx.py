@@ -663,5 +663,4 @@ d = { 'settings': { 'branch': 'main',
                                  'slowlearn.speed.ProfilerCB.cleanup_batch': ('speed.html#profilercb.cleanup_batch', 'slowlearn/speed.py'),
                                  'slowlearn.speed.ProfilerCB.cleanup_fit': ('speed.html#profilercb.cleanup_fit', 'slowlearn/speed.py'),
                                  'slowlearn.speed.ProfilerCB.phase_times': ('speed.html#profilercb.phase_times', 'slowlearn/speed.py'),
-                                 'slowlearn.speed._why': ('speed.html#_why', 'slowlearn/speed.py'),
                                  'slowlearn.speed.amp_dtype': ('speed.html#amp_dtype', 'slowlearn/speed.py')}}}

@@ -66,16 +66,10 @@ class MixedPrecisionCB(LoadAtFitMixin, Callback):
                           "the loss scale starts afresh")
 
 # %% ../nbs/10_speed.ipynb #8c0f0b08
-from .optim import compile_problem   # defined with the compiled optimizer step; kept importable from here
+from .optim import compile_problem, _why   # defined with the compiled optimizer step; kept importable from here
 _all_ = ['compile_problem']
 
 # %% ../nbs/10_speed.ipynb #775f41de
-def _why(e):
-    "The root exception of a compile error, in one line."
-    e = getattr(e, 'inner_exception', None) or e   # Dynamo wraps a backend's exception
-    msg = next((l for l in str(e).splitlines() if l.strip()), '')
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-
 class CompileCB(Callback):
     "Run the model's forward through `torch.compile(**kwargs)` during fits; eager, with a warning, where compiling fails."
     order = DeviceCB.order + 1   # the model is on its device
