@@ -117,6 +117,7 @@ from pathlib import Path
 import torch.distributed as dist
 from torch.profiler import profile, schedule, record_function, ProfilerActivity
 from .learner import _is_int
+from .checkpoint import atomic_write, make_dir
 
 class ProfilerCB(Callback):
     "Profile training steps with `torch.profiler`: skip `wait`, warm up `warmup`, record `active`; print the top operators, write a Chrome trace to `out_dir`."
@@ -129,7 +130,7 @@ class ProfilerCB(Callback):
         self.profile_kwargs,self.prof,self.trace,self.table,self.averages = profile_kwargs,None,None,None,None
 
     def before_fit(self, learn):
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.out_dir)
         self.cuda = torch.cuda.is_available()
         kw = dict(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])) | self.profile_kwargs
         self.prof = profile(schedule=schedule(wait=self.wait, warmup=self.warmup, active=self.active, repeat=1), on_trace_ready=self._save, **kw)
@@ -168,7 +169,7 @@ class ProfilerCB(Callback):
         self.averages = prof.key_averages()
         self.table = self.averages.table(sort_by=self.sort_by or ('self_cuda_time_total' if self.cuda else 'self_cpu_time_total'),
                                          row_limit=self.row_limit)
-        (self.out_dir/f'ops{sfx}.txt').write_text(self.table)
+        atomic_write(self.out_dir/f'ops{sfx}.txt', lambda f: f.write(self.table.encode()))
         if self.show and sfx in ('', '-rank0'): print(self.table)
 
     def phase_times(self):
