@@ -1,7 +1,11 @@
 "The committed notebooks: no error output or traceback, and no image shown twice in one notebook (a stale or copied output)."
-import hashlib, json
+import hashlib, importlib.util, json
 from pathlib import Path
 import pytest
+
+_spec = importlib.util.spec_from_file_location('run_nb', Path(__file__).parent.parent/'tools'/'run_nb.py')
+run_nb = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(run_nb)
+src_hash = run_nb.src_hash
 
 NBS = sorted((Path(__file__).parent.parent/'nbs').glob('*.ipynb'))
 
@@ -30,3 +34,37 @@ def test_no_image_shown_twice(path):
 def test_checks_see_images_and_errors():
     "The notebooks have images to compare, so the duplicate check is not vacuous."
     assert sum(1 for p in NBS for _,o in _outputs(json.loads(p.read_text())) if 'image/png' in o.get('data', {})) > 10
+
+def _src(c): return c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
+
+def stamp_problems(nb):
+    "Code cells whose outputs were not made by their current source in top-to-bottom order (stamps from `tools/run_nb.py`)."
+    last, bad = 0, []
+    for i,c in enumerate(nb['cells']):
+        if c['cell_type'] != 'code' or not c.get('outputs'): continue
+        ran = c.get('metadata', {}).get('ran')
+        if not ran: bad.append(f"cell {i} has outputs but no run stamp")
+        elif ran['src'] != src_hash(_src(c)): bad.append(f"cell {i} was edited after its outputs were made")
+        elif ran['n'] <= last: bad.append(f"cell {i} ran before an earlier cell (stamp {ran['n']} after {last})")
+        else: last = ran['n']
+    return bad
+
+@pytest.mark.parametrize('path', NBS, ids=lambda p: p.name)
+def test_outputs_current_and_in_order(path):
+    "Every code cell's outputs were made by its current source, top to bottom, unless the notebook says why not."
+    nb = json.loads(path.read_text())
+    if why := nb.get('metadata', {}).get('slowlearn', {}).get('out_of_order'): pytest.skip(why)
+    bad = stamp_problems(nb)
+    assert not bad, f"{path.name}: " + '; '.join(bad) + f"; re-run it: python tools/run_nb.py nbs/{path.name} [--slow]"
+
+def test_stamp_check_catches_edits_reruns_and_unstamped_outputs():
+    cell = lambda src, n: {'cell_type': 'code', 'source': src, 'outputs': [{'output_type': 'stream', 'text': 'x'}],
+                           'metadata': {'ran': {'n': n, 'src': src_hash(src)}}}
+    nb = {'cells': [cell('a=1', 1), {'cell_type': 'markdown', 'source': 'prose'}, cell('print(a)', 2)]}
+    assert stamp_problems(nb) == []
+    nb['cells'][2]['source'] = 'print(a+1)'                                   # edited after it ran
+    assert stamp_problems(nb) == ["cell 2 was edited after its outputs were made"]
+    nb['cells'][2] = cell('print(a)', 1)                                       # re-ran before cell 0
+    assert stamp_problems(nb) == ["cell 2 ran before an earlier cell (stamp 1 after 1)"]
+    del nb['cells'][2]['metadata']['ran']                                      # run in Jupyter, never stamped
+    assert stamp_problems(nb) == ["cell 2 has outputs but no run stamp"]
