@@ -6,6 +6,7 @@ __all__ = []
 
 # %% ../nbs/99_package.ipynb #78d5fc75
 import sys
+from .core import *
 from .data import *
 from .learner import *
 from .metrics import *
@@ -23,5 +24,5 @@ from .distributed import *
 from .resnet import *
 
 # %% ../nbs/99_package.ipynb #75aeaf58
-_modules = 'data learner metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet'.split()
+_modules = 'core data learner metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet'.split()
 __all__ = sorted({n for m in _modules for n in sys.modules[f'slowlearn.{m}'].__all__})

@@ -12,7 +12,7 @@ from math import prod
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import store_attr
-from .learner import _check_int
+from .core import _check_int, atomic_write, make_dir
 
 # %% ../nbs/01_data.ipynb #e05eeb26
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
@@ -64,7 +64,6 @@ def _where_help(folder):
 
 def download_fashion_mnist(dest=None, mirrors=None, timeout=30):
     "Download the official Fashion-MNIST files missing from `dest` (default: the user cache), checking their md5."
-    from slowlearn.checkpoint import atomic_write, make_dir   # the library's one writer: full or read-only disks raise WriteError
     dest = make_dir(dest or fmnist_cache_dir())
     for name, md5 in FMNIST_FILES.items():
         if (dest/name).is_file(): continue

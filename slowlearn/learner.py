@@ -12,6 +12,7 @@ import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import store_attr, ifnone
 from fastcore.foundation import L
+from .core import _is_int, _check_int
 
 # %% ../nbs/02_learner.ipynb #372d50f8
 class CancelFitException(Exception):
@@ -191,10 +192,6 @@ def _check_contract(cbs):
                              f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
 
 def _owner(f): return repr(getattr(f, '__self__', f))
-def _is_int(x): return isinstance(x, Integral) and not isinstance(x, bool)   # Python and NumPy integers; a bool is not a count
-def _check_int(name, v, lo, hi=None):
-    if not _is_int(v): raise TypeError(f"{name} must be an integer, got {v!r}")
-    if v < lo or (hi is not None and v > hi): raise ValueError(f"{name} must be in [{lo}, {'inf' if hi is None else hi}], got {v}")
 
 def _calling(fs, learn):
     "A step that calls each callback method in `fs` with `learn` (no list built per batch)."

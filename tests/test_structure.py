@@ -51,3 +51,57 @@ def test_no_public_name_hides_a_module():
     assert not hidden, f"slowlearn.{hidden[0]} is a module, but the package re-exports a name {hidden[0]!r} over it"
     for m in MODULES:
         assert type(getattr(slowlearn, m)).__name__ == 'module', f"slowlearn.{m} is not the module"
+
+NBS = Path(__file__).parent.parent/'nbs'
+
+def _nb_code(path):
+    import json
+    for c in json.loads(path.read_text())['cells']:
+        if c['cell_type'] == 'code': yield c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
+
+def _nb_uses(path):
+    "The notebook's `default_exp` module and the slowlearn modules its code cells import (a package import: all of them)."
+    import re
+    exp, used = None, set()
+    for src in _nb_code(path):
+        if m := re.search(r'^#\|\s*default_exp\s+(\S+)', src, re.M): exp = m.group(1)
+        try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+        except SyntaxError: continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split('.')[0] == 'slowlearn':
+                parts = node.module.split('.')
+                used |= {parts[1]} if len(parts) > 1 else {a.name if a.name in MODULES else '*' for a in node.names}
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    parts = a.name.split('.')
+                    if parts[0] == 'slowlearn': used.add(parts[1] if len(parts) > 1 else '*')
+    return exp, used
+
+def reading_order_problems(nbs):
+    "For notebooks `nbs` (in reading order), each use of a slowlearn module that a later notebook (or none) exports."
+    uses = {p.stem: _nb_uses(p) for p in nbs}
+    made = {exp: nb for nb,(exp,_) in uses.items() if exp}
+    bad, before = [], set()
+    for nb,(exp,used) in uses.items():
+        for m in sorted(used - {exp}):
+            if m == '*' and exp != '__init__': bad.append(f"{nb} imports the whole package (`import slowlearn`), which later lessons build")
+            elif m != '*' and m not in before: bad.append(f"{nb} imports slowlearn.{m}, " + (f"made later by {made[m]}" if m in made else "which no notebook exports"))
+        if exp: before.add(exp)
+    return bad
+
+def test_each_lesson_uses_only_what_earlier_lessons_built():
+    nbs = sorted(p for p in NBS.glob('*.ipynb') if p.stem != 'index')
+    uses = {p.stem: _nb_uses(p) for p in nbs}
+    assert uses['02_learner'][0] == 'learner' and 'data' in uses['02_learner'][1]   # the parser sees the notebooks
+    assert not (bad := reading_order_problems(nbs)), '; '.join(bad)
+
+def test_reading_order_check_sees_a_forward_import(tmp_path):
+    import json
+    def nb(name, *srcs):
+        cells = [dict(cell_type='code', source=s, metadata={}, outputs=[], execution_count=None) for s in srcs]
+        (tmp_path/f'{name}.ipynb').write_text(json.dumps(dict(cells=cells)))
+        return tmp_path/f'{name}.ipynb'
+    a = nb('01_a', '#| default_exp data', 'from slowlearn.learner import Learner')
+    b = nb('02_b', '#| default_exp learner', 'from slowlearn.data import DataLoaders\nimport slowlearn')
+    assert reading_order_problems([a, b]) == ["01_a imports slowlearn.learner, made later by 02_b",
+                                              "02_b imports the whole package (`import slowlearn`), which later lessons build"]
