@@ -4,7 +4,7 @@
 __all__ = ['shard_bounds', 'DDPCB']
 
 # %% ../nbs/11_distributed.ipynb #e79ed0d5
-import atexit, contextlib, os, sys
+import atexit, contextlib, datetime, os, sys
 import torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torcheval.metrics.toolkit import get_synced_metric
@@ -23,9 +23,14 @@ def shard_bounds(n, rank, world):
 # %% ../nbs/11_distributed.ipynb #818f5871
 def _under_torchrun(): return 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
 
-def _destroy_at_exit(pg):
-    "Destroy the process group `pg` when the program ends, unless it was destroyed or replaced before."
-    if dist.is_initialized() and dist.group.WORLD is pg: dist.destroy_process_group()
+def _destroy_at_exit(pg, timeout=60):
+    "Destroy the process group `pg` when the program ends (after the other ranks get there too), unless it was destroyed or replaced before."
+    if not (dist.is_initialized() and dist.group.WORLD is pg): return
+    # a rank tearing gloo down while a peer still talks to it can abort the peer: meet first, but never wait forever
+    # for a rank that died (monitored_barrier is gloo's barrier with a timeout)
+    if dist.get_backend() == 'gloo':
+        with contextlib.suppress(RuntimeError): dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout))
+    dist.destroy_process_group()
 
 # %% ../nbs/11_distributed.ipynb #d72f506c
 class DDPCB(Callback):

@@ -55,8 +55,9 @@ def record_exit(fname):
 
 if __name__ == '__main__':
     out,rank,mode = Path(sys.argv[1]),int(os.environ['RANK']),(sys.argv[2:] or ['cases'])[0]
-    if mode == 'user_group':    # the script starts the group itself, and ends it itself after everything else
-        dist.init_process_group('gloo'); atexit.register(dist.destroy_process_group)
+    if mode == 'user_group':    # the script starts the group itself, and ends it itself after everything else,
+        dist.init_process_group('gloo')     # as torch advises: all ranks meet, then each destroys its group
+        atexit.register(lambda: (dist.barrier(), dist.destroy_process_group()))
     atexit.register(record_exit, out/f'{mode}_exit_rank{rank}.json')
     if mode == 'cases':
         for name,args in CASES.items():

@@ -110,8 +110,6 @@ def test_a_torchrun_job_killed_and_resumed_ends_like_one_uninterrupted_process(t
             assert a['loss'] == pytest.approx(b['loss'], abs=1e-5) and a['accuracy'] == pytest.approx(b['accuracy'], abs=1e-5)
 
 @pytest.mark.parametrize('launch', LAUNCHES)
-@pytest.mark.xfail(strict=False, reason="known intermittent gloo abort ('terminate called without an active exception') when the "
-                   "script destroys its own group at exit: about 1 run in 20 here, issue 11 stays open until it is fixed")
 def test_a_process_group_the_script_started_is_left_to_the_script(tmp_path, one_rank, launch):
     res = torchrun(HERE/'ddp_train.py', tmp_path, 'user_group', launch=launch)
     assert_clean_exit(res, tmp_path, 'user_group', initialized=True)   # still up when DDPCB's fit and hooks were done
