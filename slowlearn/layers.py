@@ -11,7 +11,7 @@ from .optim import compile_problem, _why
 from .learner import _is_int
 
 # %% auto #0
-__all__ = ['batch_norm_train', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
+__all__ = ['batch_norm_train', 'batch_norm_train_', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
 
 # %% ../nbs/07_layers.ipynb #60b2dab7
 def _check_eps(eps):
@@ -23,6 +23,15 @@ def batch_norm_train(x, weight, bias, eps):
     var, mean = torch.var_mean(x.float(), dim=dims, correction=0, keepdim=True)   # float32 statistics, also for 16-bit x
     y = (x - mean) * (weight.view(shape) * torch.rsqrt(var + eps)) + bias.view(shape)
     return y.to(x.dtype), mean.flatten(), var.flatten()
+
+def batch_norm_train_(x, weight, bias, eps, running_mean, running_var, momentum):
+    "`batch_norm_train`'s output, updating `running_mean` and `running_var` in place (float32, unbiased variance) with `momentum`."
+    y, mean, var = batch_norm_train(x, weight, bias, eps)
+    n = x.numel() // x.shape[1]
+    with torch.no_grad():   # one function, so that compiling fuses the update into the statistics' pass
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+        running_var.lerp_(var.to(running_var.dtype) * (n/(n - 1)), momentum)
+    return y
 
 @cache
 def _compiled(fn, **kwargs): return torch.compile(fn, **kwargs)   # one compiled function (and cache) per settings
@@ -47,36 +56,32 @@ class BatchNorm(nn.Module):
         if self.training:
             n = x.numel() // self.num_features
             if n < 2: raise ValueError(f"BatchNorm needs more than 1 value per channel in training, got input {tuple(x.shape)}")
-            y, mean, var = self._train_fn(x)(x, self.weight, self.bias, self.eps)
-            with torch.no_grad():   # the running statistics stay float32, also under autocast
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
-                self.running_var.lerp_(var.to(self.running_var.dtype)*(n/(n-1)), self.momentum)
-            return y
+            return self._train_fn(x)(x, self.weight, self.bias, self.eps, self.running_mean, self.running_var, self.momentum)
         shape = (1, -1) + (1,)*(x.ndim - 2)    # broadcast per-channel values over N and spatial dims
         mean, scale = self.running_mean.view(shape), (self.weight * torch.rsqrt(self.running_var + self.eps)).view(shape)
         return ((x - mean) * scale + self.bias.view(shape)).to(x.dtype)
 
     def _train_fn(self, x):
-        "`batch_norm_train`, compiled if asked and possible (else eager, after one warning)."
-        if not self.compile or getattr(self, '_compile_failed', False): return batch_norm_train
+        "`batch_norm_train_`, compiled if asked and possible (else eager, after one warning)."
+        if not self.compile or getattr(self, '_compile_failed', False): return batch_norm_train_
         kw = {} if self.compile is True else self.compile
         backend = kw.get('backend', 'inductor')
         why = compile_problem(x.device.type, backend) if isinstance(backend, str) else None
         if why: return self._fail(why)
-        fn = _compiled(batch_norm_train, **kw)
+        fn = _compiled(batch_norm_train_, **kw)
         return lambda *args: self._run(fn, *args)
 
     def _run(self, fn, *args):
         try: return fn(*args)
         except Exception as e:
-            out = batch_norm_train(*args)   # an error in the input itself raises here, as it would uncompiled
+            out = batch_norm_train_(*args)   # an error in the input itself raises here, as it would uncompiled
             self._fail(f"compiling failed ({_why(e)})")
             return out
 
     def _fail(self, why):
         self._compile_failed = True
         warnings.warn(f"BatchNorm(compile=True): {why}; running eagerly instead", stacklevel=4)
-        return batch_norm_train
+        return batch_norm_train_
 
     def extra_repr(self): return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}" + (f", compile={self.compile}" if self.compile else "")
 
