@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'VirtualEpochs', 'default_device', 'to_device', 'model_device', 'DeviceCB', 'LoadAtFitMixin']
+           'Learner', 'default_device', 'to_device', 'model_device', 'DeviceCB', 'VirtualEpochs', 'LoadAtFitMixin']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
@@ -50,7 +50,7 @@ class with_cbs:
             finally: o.callback(cleanup)
         return _f
 
-# %% ../nbs/02_learner.ipynb #040d4d13
+# %% ../nbs/02_learner.ipynb #fa094eeb
 _events = ['before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss', 'after_backward',
            'after_step', 'after_batch', 'after_epoch', 'after_fit', 'cleanup_batch', 'cleanup_epoch', 'cleanup_fit']
 _steps = ['predict', 'get_loss', 'backward', 'step', 'zero_grad']
@@ -60,6 +60,7 @@ _loop = ['before_fit', 'before_epoch', 'before_batch', 'predict', 'after_predict
          'after_fit', 'cleanup_fit']
 _train_only = _loop[_loop.index('backward'):_loop.index('zero_grad') + 1]
 
+# %% ../nbs/02_learner.ipynb #151a73c4
 class Learner:
     "Train `model` on `dls` with `loss_func` and an optimizer made by `opt_func` at the first fit, extended by callbacks `cbs`."
     def __init__(self, model, dls, loss_func=F.cross_entropy, lr=0.1, cbs=None, opt_func=torch.optim.SGD):
@@ -168,12 +169,14 @@ class Learner:
             who = ', '.join(_owner(f) for f in hs.get(nm, ())) or (f'Learner.{nm}' if nm in _steps else '-')
             print(f"{'  '*depth}{nm:<{20 - 2*depth}}{who}{'   (training only)' if nm in _train_only else ''}")
 
+# %% ../nbs/02_learner.ipynb #e501dd73
 def _handlers(cbs):
     "Map each event and step to the methods of `cbs` (sorted by `order`) defining it, after checking the callback contract."
     cbs = sorted(cbs, key=lambda cb: getattr(cb, 'order', 0))
     _check_contract(cbs)
     return {e: fs for e in _events + _steps if (fs := [getattr(cb, e) for cb in cbs if callable(getattr(cb, e, None))])}
 
+# %% ../nbs/02_learner.ipynb #ce3dcca9
 # fastai's per-phase events: here one epoch event serves both phases
 _fastai = dict(before_train='before_epoch', after_train='after_epoch', before_validate='before_epoch', after_validate='after_epoch')
 
@@ -191,6 +194,7 @@ def _check_contract(cbs):
             raise ValueError(f"callbacks {own[0]!r} and {own[1]!r} both replace the {s!r} step, so both would run; keep one, "
                              f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
 
+# %% ../nbs/02_learner.ipynb #a64667f8
 def _owner(f): return repr(getattr(f, '__self__', f))
 
 def _calling(fs, learn):
@@ -208,6 +212,33 @@ def _check_lr(lr):
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr >= 0:
         raise ValueError(f"lr must be a number >= 0, got {lr!r}")
     return lr
+
+# %% ../nbs/02_learner.ipynb #c91cc2ec
+def default_device():
+    "CUDA when available, else Apple's MPS when available, else CPU."
+    if torch.cuda.is_available(): return torch.device('cuda')
+    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
+    return torch.device('cpu')
+
+def to_device(x, device, non_blocking=True):
+    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`; `non_blocking=False` for a state read at once on the CPU."
+    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=non_blocking)
+    if isinstance(x, dict): return type(x)((k, to_device(v, device, non_blocking)) for k,v in x.items())
+    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device, non_blocking) for o in x)
+    return x
+
+def model_device(model):
+    "The device of `model`'s first parameter (or buffer); the CPU if it has none."
+    t = next(model.parameters(), None)
+    if t is None: t = next(model.buffers(), None)
+    return torch.device('cpu') if t is None else t.device
+
+class DeviceCB(Callback):
+    "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
+    order,inference = -10,True   # `inference`: get_preds (lesson 03a) runs it too
+    def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
+    def before_fit(self, learn): learn.model.to(self.device)
+    def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
 
 # %% ../nbs/02_learner.ipynb #27b10148
 class VirtualEpochs:
@@ -260,33 +291,6 @@ def _epoch_from(dl, epoch, start):
         try: dl.set_epoch(epoch, start=start); return iter(dl)
         except TypeError: dl.set_epoch(epoch)    # a set_epoch without `start`
     return islice(dl, start, None)
-
-# %% ../nbs/02_learner.ipynb #c91cc2ec
-def default_device():
-    "CUDA when available, else Apple's MPS when available, else CPU."
-    if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
-    return torch.device('cpu')
-
-def to_device(x, device, non_blocking=True):
-    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`; `non_blocking=False` for a state read at once on the CPU."
-    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=non_blocking)
-    if isinstance(x, dict): return type(x)((k, to_device(v, device, non_blocking)) for k,v in x.items())
-    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device, non_blocking) for o in x)
-    return x
-
-def model_device(model):
-    "The device of `model`'s first parameter (or buffer); the CPU if it has none."
-    t = next(model.parameters(), None)
-    if t is None: t = next(model.buffers(), None)
-    return torch.device('cpu') if t is None else t.device
-
-class DeviceCB(Callback):
-    "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
-    order,inference = -10,True   # `inference`: get_preds (lesson 03a) runs it too
-    def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
-    def before_fit(self, learn): learn.model.to(self.device)
-    def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
 
 # %% ../nbs/02_learner.ipynb #c3d9f0a1
 class LoadAtFitMixin:

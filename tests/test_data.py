@@ -139,6 +139,20 @@ def test_batches_match_plain_indexing():
         idx = order[i*8:(i+1)*8]
         assert torch.equal(xb, x[idx]) and torch.equal(yb, y[idx])
 
+def test_epoch_order_is_randperm_from_a_generator_seeded_by_seed_and_epoch():
+    "Epoch e's batches are the hand-written shuffled loop's, with `randperm` drawn from SeedSequence((seed, e))."
+    x, y = torch.arange(50), torch.arange(50) * 2
+    dl = TensorLoader(x, y, bs=16, shuffle=True, seed=5)
+    for e in range(3):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence((5, e)).generate_state(1)[0]))
+        perm = torch.randperm(50, generator=g)
+        assert [b[0].tolist() for b in dl] == [perm[i:i+16].tolist() for i in range(0, 50, 16)]
+
+def test_unshuffled_batches_are_slices():
+    x, y = torch.randn(50, 3), torch.arange(50)
+    got = list(TensorLoader(x, y, bs=16))
+    assert len(got) == 4 and all(torch.equal(xb, x[i:i+16]) and torch.equal(yb, y[i:i+16]) for (xb, yb), i in zip(got, range(0, 50, 16)))
+
 def test_dataloaders_accepts_any_iterable():
     ds = TensorDataset(torch.randn(10, 2), torch.arange(10))
     dls = DataLoaders(DataLoader(ds, batch_size=4), [(torch.zeros(2, 2), torch.zeros(2))])

@@ -125,6 +125,21 @@ def test_default_loop_matches_plain_pytorch_loop():
         for xb, yb in dls.train: F.mse_loss(m2(xb), yb).backward(); opt.step(); opt.zero_grad()
     torch.testing.assert_close(m1.weight, m2.weight, rtol=0, atol=0)
 
+def test_losses_match_a_plain_loop_batch_by_batch_with_a_plain_object_as_callback():
+    "Any object with methods named after events is a callback (no `Callback` base needed); its losses are the plain loop's."
+    class Losses:
+        def before_fit(self, learn): self.train,self.valid = [],[]
+        def after_batch(self, learn): (self.train if learn.training else self.valid).append(learn.loss.item())
+    dls = tiny_dls(4, 2)
+    torch.manual_seed(0); m1 = nn.Linear(3, 1)
+    m2 = nn.Linear(3, 1); m2.load_state_dict(m1.state_dict())
+    rec = Losses(); Learner(m1, dls, F.mse_loss, lr=0.05, cbs=rec).fit(1)
+    opt, train = torch.optim.SGD(m2.parameters(), 0.05), []
+    for xb, yb in dls.train:
+        loss = F.mse_loss(m2(xb), yb); loss.backward(); opt.step(); opt.zero_grad(); train.append(loss.item())
+    with torch.no_grad(): valid = [F.mse_loss(m2(xb), yb).item() for xb, yb in dls.valid]
+    assert rec.train == train and rec.valid == valid
+
 def test_validation_runs_without_grad_in_eval_mode():
     seen = []
     class Look(Callback):
