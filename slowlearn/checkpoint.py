@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['set_seed', 'rng_states', 'set_rng_states', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'load_model_state', 'CheckpointCB', 'EarlyStoppingCB', 'TerminateOnNaNCB', 'GradAccumCB']
+           'load_model_state', 'CheckpointCB', 'EarlyStoppingCB', 'TerminateOnNaNCB']
 
 # %% ../nbs/09_checkpoint.ipynb #1416e0fe
 import contextlib, glob, hashlib, json, math, os, pickle, random, re, warnings, zipfile
@@ -378,28 +378,3 @@ class TerminateOnNaNCB(Callback):
             warnings.warn(f"TerminateOnNaNCB: the {self.stopped_at['phase']} loss is {learn.loss.detach().float().mean().item()} "
                           f"at epoch {learn.epoch}, batch {learn.iter}: stopping the fit (the weights are those before this batch)")
             raise CancelFitException()
-
-# %% ../nbs/09_checkpoint.ipynb #ff0f1580
-class GradAccumCB(Callback):
-    "Step the optimizer every `n_acc` training batches, on the gradient of the mean loss over all the samples they hold."
-    order = -5   # its `after_backward` finishes the gradient before others (clipping, ...) look at it
-    def __init__(self, n_acc):
-        if not _is_int(n_acc) or n_acc < 1: raise ValueError(f"n_acc must be an integer >= 1, got {n_acc!r}")
-        self.n_acc = n_acc
-
-    def before_fit(self, learn):
-        if learn.n_iter is None: raise ValueError("GradAccumCB needs a training loader with a length, to close the last group of each epoch")
-        self.count,learn.n_steps = 0,-(-learn.n_iter // self.n_acc)
-
-    def after_loss(self, learn):
-        # backward of (batch size x mean loss) sums per-sample gradients; the step divides by the group's sample count
-        if learn.training and self.n_acc > 1: self.loss,learn.loss = learn.loss,learn.loss * len(learn.batch[0])
-
-    def after_backward(self, learn):
-        if self.n_acc == 1: return
-        learn.loss = self.loss
-        self.count += len(learn.batch[0])
-        if (learn.iter + 1) % self.n_acc and learn.iter + 1 < learn.n_iter: raise CancelStepException()
-        grads = [p.grad for g in learn.opt.param_groups for p in g['params'] if p.grad is not None]
-        if grads: torch._foreach_div_(grads, self.count)
-        self.count = 0

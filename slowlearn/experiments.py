@@ -16,9 +16,10 @@ from torcheval.metrics import MulticlassAccuracy
 from .learner import Learner, Callback, DeviceCB, _check_int
 from .metrics import MetricsCB, ProgressCB, epoch_record
 from .data import DataLoaders, load_fashion_mnist
-from .optim import AdamW, Momentum
+from .optim import AdamW, Momentum, GradAccumCB
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine, _has_hyper, _get_hyper  # also adds Learner.fit_one_cycle
-from .checkpoint import CheckpointCB, EarlyStoppingCB, GradAccumCB, WriteError, atomic_write, make_dir, set_seed
+from .checkpoint import CheckpointCB, EarlyStoppingCB, set_seed
+from .core import WriteError, atomic_write, make_dir
 from .distributed import DDPCB, is_main_process
 from .models import fmnist_cnn, mlp
 

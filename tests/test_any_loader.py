@@ -8,7 +8,8 @@ from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB, ProgressCB
 from slowlearn.data import DataLoaders
 from slowlearn.sched import RecorderCB
-from slowlearn.checkpoint import CheckpointCB, GradAccumCB
+from slowlearn.checkpoint import CheckpointCB
+from slowlearn.optim import GradAccumCB
 
 @pytest.fixture(autouse=True)
 def one_thread():

@@ -11,7 +11,8 @@ from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB
 from slowlearn.sched import RecorderCB
 from slowlearn.layers import BatchNorm
-from slowlearn.checkpoint import GradAccumCB, CheckpointCB, EarlyStoppingCB
+from slowlearn.checkpoint import CheckpointCB, EarlyStoppingCB
+from slowlearn.optim import GradAccumCB
 from slowlearn.speed import MixedPrecisionCB, ProfilerCB
 from slowlearn.callbacks import GradClipCB, EMACB, SWACB, update_bn
 

@@ -8,8 +8,9 @@ from torcheval.metrics import MulticlassAccuracy
 from slowlearn.learner import Learner, Callback, CancelStepException
 from slowlearn.metrics import MetricsCB
 from slowlearn.data import DataLoaders
-from slowlearn.checkpoint import (CheckpointCB, EarlyStoppingCB, TerminateOnNaNCB, GradAccumCB, CheckpointError,
+from slowlearn.checkpoint import (CheckpointCB, EarlyStoppingCB, TerminateOnNaNCB, CheckpointError,
                                   rng_states, set_rng_states, atomic_write, save_checkpoint, load_checkpoint, WriteError)
+from slowlearn.optim import GradAccumCB
 import slowlearn.checkpoint as C
 
 REPO = Path(__file__).resolve().parents[1]

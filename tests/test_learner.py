@@ -240,8 +240,7 @@ def test_a_step_declared_shared_runs_alongside_the_one_that_replaces_it():
 def test_the_librarys_step_replacing_callbacks_work_together():
     from slowlearn.speed import MixedPrecisionCB
     from slowlearn.distributed import DDPCB
-    from slowlearn.optim import MomentumCB
-    from slowlearn.checkpoint import GradAccumCB
+    from slowlearn.optim import MomentumCB, GradAccumCB
     learn = fit([DDPCB(), MixedPrecisionCB(), MomentumCB(), GradAccumCB(2), DeviceCB('cpu')])
     assert learn.train_iter == 1
 

@@ -378,3 +378,38 @@ def test_compile_switch_survives_copies_and_rejects_bad_values():
     assert copy.deepcopy(opt).compile == dict(backend='aot_eager')
     assert 'compile' not in opt.state_dict()['param_groups'][0]
     with pytest.raises(TypeError, match='compile must be True, False or a dict'): SGD(small_model().parameters(), compile='yes')
+
+# The optimizers lesson's exercises and its gradient accumulation section, checked on the library.
+def step_sizes(opt, w, n_steps=20, lr=1e-3):
+    "Each step's change of the one-element parameter `w`, in units of `lr`, with a constant gradient of 1."
+    sizes = []
+    for _ in range(n_steps):
+        before = w.item(); w.grad = torch.ones(1); opt.step(); sizes.append(abs(w.item() - before) / lr)
+    return sizes
+
+def test_rmsprop_steps_by_lr_from_the_start_only_with_init_from_grad():
+    w = nn.Parameter(torch.zeros(1)); s0 = step_sizes(RMSProp([w], lr=1e-3), w)
+    w = nn.Parameter(torch.zeros(1)); s1 = step_sizes(RMSProp([w], lr=1e-3, init_from_grad=True), w)
+    assert_close(torch.tensor(s0[:2]), torch.tensor([10., 1 / (1 - 0.99**2)**0.5]), rtol=1e-3, atol=0.)
+    assert s0 == sorted(s0, reverse=True) and s0[-1] > 1.5
+    assert_close(torch.tensor(s1), torch.ones(20), rtol=1e-3, atol=0.)
+
+def test_grad_accum_cb_matches_the_big_batch_without_batchnorm_but_not_with_it():
+    "4 batches of 16 accumulated vs batches of 64: the same weights for an MLP, not with BatchNorm (statistics per micro-batch)."
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.optim import GradAccumCB
+    def fit(make_model, bs, cbs=()):
+        torch.manual_seed(0); xs, ys = torch.randn(200, 20), torch.randint(0, 3, (200,))
+        torch.manual_seed(1); model = make_model()
+        learn = Learner(model, DataLoaders.from_tensors(xs, ys, xs[:32], ys[:32], bs=bs), lr=0.05,
+                        opt_func=partial(Momentum, momentum=0.9), cbs=list(cbs))
+        learn.fit(2, valid=False)
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), learn.train_iter
+    mlp = lambda: nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 3))
+    bn = lambda: nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    (w_acc, n_acc), (w_big, n_big) = fit(mlp, 16, [GradAccumCB(4)]), fit(mlp, 64)
+    assert n_acc == n_big == 8
+    assert_close(w_acc, w_big, rtol=1e-5, atol=1e-6)
+    (w_acc, _), (w_big, _) = fit(bn, 16, [GradAccumCB(4)]), fit(bn, 64)
+    assert (w_acc - w_big).abs().max() > 1e-3

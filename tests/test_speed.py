@@ -7,7 +7,8 @@ from torch import nn
 from torch.testing import assert_close
 from slowlearn.learner import Learner, Callback, CancelBatchException
 from slowlearn.metrics import MetricsCB
-from slowlearn.checkpoint import GradAccumCB, CheckpointCB
+from slowlearn.checkpoint import CheckpointCB
+from slowlearn.optim import GradAccumCB
 from slowlearn.speed import MixedPrecisionCB, CompileCB, amp_dtype, compile_problem
 
 def batches(n, bs, seed=0, ni=10, nc=3):
