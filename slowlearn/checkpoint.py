@@ -111,27 +111,6 @@ def _check_state(ck, src, fmt, need):
         raise CheckpointError(f"{src} is not a slowlearn {'checkpoint' if len(fmt) == 1 else 'model file'} ({what})")
     return ck
 
-# %% ../nbs/09_checkpoint.ipynb #aeb4c6f4
-@patch
-def save(self:Learner, path, with_opt=True):
-    "Save the model's weights, and the optimizer's state with `with_opt`, atomically to `path` (only the main process writes)."
-    if not is_main_process(): return Path(path)
-    state = dict(format='slowlearn-model', model=self.model.state_dict())
-    if with_opt and self.opt is not None: state['opt'] = self.opt.state_dict()
-    save_checkpoint(state, path)
-    return Path(path)
-
-@patch
-def load(self:Learner, path, with_opt=True):
-    "Load weights (and the optimizer's state with `with_opt`, if saved) from a `learn.save` file or a `CheckpointCB` checkpoint."
-    ck = _check_state(load_checkpoint(path), path, ('slowlearn-model', _FORMAT), ['model'])
-    load_model_state(self.model, ck['model'], path)
-    if with_opt and 'opt' in ck:
-        if self.opt is None: self.opt = self.opt_func(self.model.parameters(), self.lr)
-        try: self.opt.load_state_dict(ck['opt'])
-        except (ValueError, KeyError) as e: raise CheckpointError(f"{path}: its optimizer state doesn't fit this learner's optimizer ({e})") from None
-    return self
-
 # %% ../nbs/09_checkpoint.ipynb #ed708a7d
 def _check_monitor(monitor, mode):
     if not isinstance(monitor, str) or not re.fullmatch(r'(train|valid)_\w+', monitor):
@@ -318,6 +297,27 @@ class CheckpointCB(Callback):
                             key=lambda e: e['value'], reverse=self.mode == 'max')
             keep |= {e['seq'] for e in scored[:self.keep_best]}
         self.entries = [e for e in self.entries if e['seq'] in keep]
+
+# %% ../nbs/09_checkpoint.ipynb #aeb4c6f4
+@patch
+def save(self:Learner, path, with_opt=True):
+    "Save the model's weights, and the optimizer's state with `with_opt`, atomically to `path` (only the main process writes)."
+    if not is_main_process(): return Path(path)
+    state = dict(format='slowlearn-model', model=self.model.state_dict())
+    if with_opt and self.opt is not None: state['opt'] = self.opt.state_dict()
+    save_checkpoint(state, path)
+    return Path(path)
+
+@patch
+def load(self:Learner, path, with_opt=True):
+    "Load weights (and the optimizer's state with `with_opt`, if saved) from a `learn.save` file or a `CheckpointCB` checkpoint."
+    ck = _check_state(load_checkpoint(path), path, ('slowlearn-model', _FORMAT), ['model'])
+    load_model_state(self.model, ck['model'], path)
+    if with_opt and 'opt' in ck:
+        if self.opt is None: self.opt = self.opt_func(self.model.parameters(), self.lr)
+        try: self.opt.load_state_dict(ck['opt'])
+        except (ValueError, KeyError) as e: raise CheckpointError(f"{path}: its optimizer state doesn't fit this learner's optimizer ({e})") from None
+    return self
 
 # %% ../nbs/09_checkpoint.ipynb #383fcdf3
 class EarlyStoppingCB(Callback):
