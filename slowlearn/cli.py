@@ -56,8 +56,10 @@ def parser():
                    help='continue from the newest valid checkpoint in --ckpt-dir, or from the checkpoint file CKPT')
     f.add_argument('--patience', type=_num(int, 0), default=None, help='stop after this many epochs, >= 0, without a lower '
                    'validation loss and keep the best epoch\'s weights (default: no early stopping)')
-    f.add_argument('--accumulate', type=_num(int, 1), default=1, help='batches per optimizer step, >= 1: the gradient of '
-                   'the mean loss over accumulate x bs images (default: 1)')
+    f.add_argument('--accumulate', type=_num(int, 1), default=1, help='batches per optimizer step, >= 1: one step on '
+                   'accumulate x bs images, with the memory of bs. BatchNorm (this CNN has it) normalises each batch of bs '
+                   'by its own statistics, so the gradient is close to, not equal to, that of a batch of accumulate x bs '
+                   '(default: 1)')
     f.add_argument('--config', default=None, metavar='CFG', help='train the TrainConfig saved in the JSON file CFG '
                    '(the other training options then come from CFG; checkpoints go to --out\'s checkpoints/)')
     f.add_argument('--profile', action='store_true', help='profile a few training steps with torch.profiler: print the top '
