@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['BaseSchedulerCB', 'BatchSchedulerCB', 'EpochSchedulerCB', 'RecorderCB', 'sched_lin', 'sched_cos', 'sched_exp',
-           'combine_scheds', 'ParamSchedulerCB', 'SuggestedLRs', 'LRFinderCB', 'warmup_cosine']
+           'combine_scheds', 'ParamSchedulerCB', 'warmup_cosine', 'SuggestedLRs', 'LRFinderCB']
 
 # %% ../nbs/08_sched.ipynb #f5e04df8
 import math, copy, bisect
@@ -196,6 +196,21 @@ def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., 
     self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'], total_steps=total_steps)] + list(L(cbs)), lr=lr_max/div,
              resume=resume, steps_per_epoch=steps_per_epoch)
 
+# %% ../nbs/08_sched.ipynb #37979659
+def warmup_cosine(lr, warmup_steps, total_steps):
+    "Function of the step: linear from 0 to `lr` over `warmup_steps`, then cosine down to 0 at `total_steps`."
+    for nm,v in (('warmup_steps', warmup_steps), ('total_steps', total_steps)):
+        if not _is_int(v): raise TypeError(f"{nm} must be an integer, got {v!r}")
+    if not isinstance(lr, Real) or isinstance(lr, bool) or not lr >= 0: raise ValueError(f"lr must be a number >= 0, got {lr!r}")
+    if total_steps < 1: raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps: raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+    def _f(step):
+        if step < 0: raise ValueError(f"step must be >= 0, got {step}")
+        if step < warmup_steps: return lr * step/warmup_steps
+        if step >= total_steps: return 0. if total_steps > warmup_steps else lr
+        return lr * (1 + math.cos(math.pi*(step - warmup_steps)/(total_steps - warmup_steps)))/2
+    return _f
+
 # %% ../nbs/08_sched.ipynb #f56c5204
 class SuggestedLRs(namedtuple('SuggestedLRs', 'steep minimum')):
     "LRs suggested by `lr_find`: `steep`est descent of the smoothed loss, and the LR of its `minimum` / 10."
@@ -240,7 +255,7 @@ class LRFinderCB(Callback):
         return SuggestedLRs(float(lrs[i_steep]), float(lrs[i_min])/10)
 
     def plot(self, suggestions=None, ax=None):
-        "Loss and smoothed loss against the LR (log axis), with `suggestions` marked."
+        "Loss and smoothed loss against the LR (log axis), with the smoothed loss's minimum and the `suggestions` marked."
         import matplotlib.pyplot as plt
         if ax is None: _,ax = plt.subplots(figsize=(6, 3.5))
         ax.plot(self.lrs, self.losses, alpha=0.3, label='loss')
@@ -248,11 +263,15 @@ class LRFinderCB(Callback):
         fin = torch.tensor(self.smooth, dtype=torch.float64)
         fin = fin[torch.isfinite(fin)]
         raw = torch.tensor(self.losses, dtype=torch.float64)
-        if len(fin): ax.set_ylim(float(raw[torch.isfinite(raw)].min())*0.95, float(fin[:int(fin.argmin()) + 1].max())*1.2)  # hide the blow-up
-        for (nm,lr),m in zip((suggestions._asdict() if suggestions else {}).items(), 'ov'):
-            i = min(range(len(self.lrs)), key=lambda j: abs(math.log(self.lrs[j]/lr)))
-            ax.plot(lr, self.smooth[i], m, ms=8, label=f'{nm}: {lr:.2g}')
-        ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend()
+        if len(fin):
+            ax.set_ylim(float(raw[torch.isfinite(raw)].min())*0.95, float(fin[:int(fin.argmin()) + 1].max())*1.2)  # hide the blow-up
+            i = min((j for j in range(len(self.smooth)) if math.isfinite(self.smooth[j])), key=self.smooth.__getitem__)
+            ax.plot(self.lrs[i], self.smooth[i], 'kx', ms=9, mew=2, label=f'minimum: {self.lrs[i]:.2g}')
+        if suggestions:
+            for lr,m,nm in ((suggestions.steep, 'o', 'steepest'), (suggestions.minimum, 'v', 'minimum/10')):
+                i = min(range(len(self.lrs)), key=lambda j: abs(math.log(self.lrs[j]/lr)))
+                ax.plot(lr, self.smooth[i], m, ms=8, label=f'suggested, {nm}: {lr:.2g}')
+        ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend(fontsize='small')
         return ax
 
 # %% ../nbs/08_sched.ipynb #3a63043f
@@ -271,18 +290,3 @@ def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, 
     sugg = cb.suggest()
     if show_plot: cb.plot(sugg)
     return sugg
-
-# %% ../nbs/08_sched.ipynb #37979659
-def warmup_cosine(lr, warmup_steps, total_steps):
-    "Function of the step: linear from 0 to `lr` over `warmup_steps`, then cosine down to 0 at `total_steps`."
-    for nm,v in (('warmup_steps', warmup_steps), ('total_steps', total_steps)):
-        if not _is_int(v): raise TypeError(f"{nm} must be an integer, got {v!r}")
-    if not isinstance(lr, Real) or isinstance(lr, bool) or not lr >= 0: raise ValueError(f"lr must be a number >= 0, got {lr!r}")
-    if total_steps < 1: raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if not 0 <= warmup_steps <= total_steps: raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
-    def _f(step):
-        if step < 0: raise ValueError(f"step must be >= 0, got {step}")
-        if step < warmup_steps: return lr * step/warmup_steps
-        if step >= total_steps: return 0. if total_steps > warmup_steps else lr
-        return lr * (1 + math.cos(math.pi*(step - warmup_steps)/(total_steps - warmup_steps)))/2
-    return _f

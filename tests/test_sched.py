@@ -361,6 +361,17 @@ def test_lr_finder_smoothing_and_suggestions_on_a_known_curve():
     assert s.steep == pytest.approx(cb.lrs[7 + slopes.index(min(slopes))])
     assert 1e-4 < s.steep < 1e-1 and isinstance(s, SuggestedLRs)
 
+def test_lr_finder_plot_marks_the_minimum_and_labels_the_suggestions_apart():
+    "The plot's 'minimum' is where the smoothed loss is lowest; min/10 is labelled as a suggestion, not as the minimum."
+    import matplotlib; matplotlib.use('agg')
+    cb = LRFinderCB(1e-6, 10., num_it=71, stop_div=False, beta=0.9)
+    drive_lr_finder(cb, lambda lr: 2 - math.tanh(math.log10(lr/1e-3)) + 0.5*max(0., math.log10(lr/0.1))**2, 71)
+    s, i_min = cb.suggest(), min(range(len(cb.smooth)), key=cb.smooth.__getitem__)
+    labels = [t.get_text() for t in cb.plot(s).get_legend().get_texts()]
+    assert labels == ['loss', 'smoothed loss', f'minimum: {cb.lrs[i_min]:.2g}',
+                      f'suggested, steepest: {s.steep:.2g}', f'suggested, minimum/10: {s.minimum:.2g}']
+    assert [t.get_text() for t in cb.plot().get_legend().get_texts()][-1] == f'minimum: {cb.lrs[i_min]:.2g}'
+
 def test_lr_find_empty_loader_is_a_clear_error():
     x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
     learn = Learner(model(), DataLoaders([], [(x, y)]))
