@@ -143,3 +143,19 @@ def test_accuracy_on_counts_correct_argmax_in_eval_mode():
     x = torch.tensor([[5., 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0], [5, 0, 0, 0]])
     dl = [(x[:2], torch.tensor([0, 1])), (x[2:], torch.tensor([2, 1]))]   # the last is wrong
     assert accuracy_on(model, dl) == 0.75 and not model.training        # eval mode: dropout off
+
+def test_resnet_with_our_batchnorm_trains_under_bfloat16_autocast_like_nn_batchnorm2d():
+    "Our BatchNorm under CPU bfloat16 autocast: bfloat16 logits, float32 statistics and gradients, and the same logits as nn.BatchNorm2d within bfloat16's resolution."
+    torch.manual_seed(0)
+    ours = ResNet(nfs=(8, 16), norm=BatchNorm)
+    ref = ResNet(nfs=(8, 16), norm=nn.BatchNorm2d)
+    missing, unexpected = ref.load_state_dict(ours.state_dict(), strict=False)
+    assert not unexpected and all(k.endswith('num_batches_tracked') for k in missing)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    with torch.autocast('cpu', torch.bfloat16): out, out_ref = ours(x), ref(x)
+    F.cross_entropy(out.float(), y).backward()
+    bn = ours[0].convs[0][1]
+    assert (out.dtype, bn.running_mean.dtype, bn.weight.grad.dtype) == (torch.bfloat16, torch.float32, torch.float32)
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in ours.parameters())
+    torch.testing.assert_close(out.float(), out_ref.float(), atol=0.1, rtol=0.05)
+    torch.testing.assert_close(bn.running_mean, ref[0].convs[0][1].running_mean, atol=1e-2, rtol=1e-2)
