@@ -469,3 +469,14 @@ def test_set_seed_lives_next_to_rng_states_and_keeps_its_old_imports():
     assert set_seed is C.set_seed is slowlearn.set_seed
     set_seed(5); st = C.rng_states(); a = torch.rand(2)
     set_seed(5); assert all(torch.equal(x, y) for x,y in ((C.rng_states()['torch'], st['torch']), (torch.rand(2), a)))
+
+def test_accumulate_is_the_big_batch_without_batchnorm_only(fake_fmnist):
+    "4 batches of 16 accumulated step like one of 64 for the MLP; the CNN's BatchNorm normalises each batch of 16 by itself."
+    def weights(model, bs, acc):
+        cfg = replace(SMALL, model=model, widths=(16,) if model == 'mlp' else (4, 8), n_train=192, epochs=1, bs=bs, accumulate=acc,
+                      sched='constant', warmup=0., checkpoint=False)
+        return torch.cat([p.detach().flatten() for p in fit_config(cfg, progress=False).model.parameters()])
+    big,acc = weights('mlp', 64, 1),weights('mlp', 16, 4)
+    assert torch.allclose(acc, big, rtol=0, atol=1e-5)
+    big,acc = weights('cnn', 64, 1),weights('cnn', 16, 4)
+    assert (acc - big).abs().max() > 1e-3
