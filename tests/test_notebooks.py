@@ -68,3 +68,13 @@ def test_stamp_check_catches_edits_reruns_and_unstamped_outputs():
     assert stamp_problems(nb) == ["cell 2 ran before an earlier cell (stamp 1 after 1)"]
     del nb['cells'][2]['metadata']['ran']                                      # run in Jupyter, never stamped
     assert stamp_problems(nb) == ["cell 2 has outputs but no run stamp"]
+
+LESSONS = [p for p in NBS if p.stem[:2].isdigit() and p.stem != '99_package']
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_lesson_ends_with_exercises(path):
+    "Every lesson has an `## Exercises` section, and it is the last section of the notebook."
+    heads = [l for c in json.loads(path.read_text())['cells'] if c['cell_type'] == 'markdown'
+             for l in _src(c).splitlines() if l.startswith('## ')]
+    assert '## Exercises' in heads, f"{path.name} has no '## Exercises' section"
+    assert heads[-1] == '## Exercises', f"{path.name}: '## Exercises' should be the last section, not {heads[-1]!r}"
