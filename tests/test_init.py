@@ -222,3 +222,11 @@ def test_activation_stats_bad_arguments():
     with pytest.raises(ValueError, match='bins'): ActivationStatsCB(bins=0)
     with pytest.raises(ValueError, match='max_abs'): ActivationStatsCB(max_abs=0)
     with pytest.raises(ValueError, match='zero_tol'): ActivationStatsCB(zero_tol=0)
+
+def test_general_relu_leak_keeps_a_gradient_where_relu_has_none():
+    "A unit negative for every sample of a batch: ReLU passes no gradient, GeneralReLU passes leak times it."
+    x = -torch.rand(32, 5) - 0.1                      # every value negative
+    for act, slope in [(nn.ReLU(), 0.), (GeneralReLU(), 0.), (GeneralReLU(0., 0.4), 0.), (GeneralReLU(0.1, 0.4), 0.1)]:
+        xa = x.clone().requires_grad_()
+        act(xa).sum().backward()
+        assert torch.equal(xa.grad, torch.full_like(x, slope)), act

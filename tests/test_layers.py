@@ -228,3 +228,20 @@ def test_batchnorm_failing_backend_warns_once_and_runs_eagerly():
 
 def test_batchnorm_bad_compile_argument():
     with pytest.raises(TypeError, match='compile must be True, False or a dict'): BatchNorm(3, compile='yes')
+
+def test_conv_bias_before_batchnorm_changes_nothing_and_gets_no_gradient():
+    "BN(Wx + b) = BN(Wx) in training mode: a conv bias before a BatchNorm is redundant, which is why `conv` drops it."
+    torch.manual_seed(0)
+    c, bn = nn.Conv2d(3, 8, 3, padding=1), BatchNorm(8)
+    x = torch.randn(16, 3, 10, 10)
+    y = bn(c(x))
+    with torch.no_grad(): c.bias.add_(3.)
+    y2 = bn(c(x))
+    close(y2, y, rtol=0, atol=1e-4)
+    (y2*torch.randn_like(y2)).sum().backward()
+    assert c.bias.grad.abs().max() < 1e-4 and c.weight.grad.abs().max() > 1e-2
+
+def test_conv_block_order_is_conv_norm_act_and_norm_may_be_a_module():
+    b = conv(3, 16, norm=LayerNorm((16, 14, 14)), act=GeneralReLU)
+    assert [type(m) for m in b] == [nn.Conv2d, LayerNorm, GeneralReLU] and b[0].bias is None
+    assert b(torch.randn(2, 3, 28, 28)).shape == (2, 16, 14, 14)
