@@ -10,6 +10,7 @@ from slowlearn.data import DataLoaders
 from slowlearn.sched import RecorderCB
 from slowlearn.checkpoint import CheckpointCB
 from slowlearn.optim import GradAccumCB
+from crash import Crash, CrashAt
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -104,29 +105,19 @@ def test_virtual_epochs_read_one_stream_of_passes(nw):
 
 @workers
 def test_end_of_epoch_checkpoint_resume_equals_an_uninterrupted_fit(tmp_path, nw):
-    class Crash(Exception): pass
-    class CrashAt(Callback):
-        order = 1000
-        def after_batch(self, learn):
-            if learn.training and learn.train_iter == 14: raise Crash()   # in epoch 2 (6 batches per epoch)
     def make(cbs, seed=0): return Learner(model(seed), streamed_dls(nw), lr=0.05, opt_func=torch.optim.Adam,
                                           cbs=[MetricsCB(MulticlassAccuracy())] + cbs)
     ref = make([]); ref.fit(4)
-    with pytest.raises(Crash): make([CheckpointCB(tmp_path), CrashAt()]).fit(4)
+    with pytest.raises(Crash): make([CheckpointCB(tmp_path), CrashAt(14)]).fit(4)   # in epoch 2 (6 batches per epoch)
     learn = make([ck := CheckpointCB(tmp_path)], seed=5); learn.fit(4, resume=True)
     assert ck.resumed['epoch'] == 2 and ck.resumed['iter'] == 0
     assert all(torch.equal(a, b) for a, b in zip(learn.model.parameters(), ref.model.parameters()))
     assert learn.history == ref.history
 
 def test_mid_epoch_resume_skips_the_batches_done(tmp_path):
-    class Crash(Exception): pass
-    class CrashAt(Callback):
-        order = 1000
-        def after_batch(self, learn):
-            if learn.training and learn.train_iter == 9: raise Crash()
     def make(cbs, seed=0): return Learner(model(seed), streamed_dls(0), lr=0.05, opt_func=torch.optim.Adam, cbs=[MetricsCB()] + cbs)
     ref = make([]); ref.fit(2)
-    with pytest.raises(Crash): make([CheckpointCB(tmp_path, every_n_steps=4), CrashAt()]).fit(2)
+    with pytest.raises(Crash): make([CheckpointCB(tmp_path, every_n_steps=4), CrashAt(9)]).fit(2)
     learn = make([ck := CheckpointCB(tmp_path, every_n_steps=4)], seed=5); learn.fit(2, resume=True)
     assert (ck.resumed['epoch'], ck.resumed['iter']) == (1, 2)
     assert all(torch.equal(a, b) for a, b in zip(learn.model.parameters(), ref.model.parameters()))

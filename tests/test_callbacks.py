@@ -15,6 +15,7 @@ from slowlearn.checkpoint import CheckpointCB, EarlyStoppingCB
 from slowlearn.optim import GradAccumCB
 from slowlearn.speed import MixedPrecisionCB, ProfilerCB
 from slowlearn.callbacks import GradClipCB, EMACB, SWACB, update_bn
+from crash import Crash, CrashAt
 
 def batches(n, bs, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -264,12 +265,6 @@ def test_swa_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg): SWACB(**kw)
 
 # ---- checkpoints
-class Crash(Exception): pass
-class CrashAt(Callback):
-    order = 1000
-    def __init__(self, at): self.at = at
-    def after_batch(self, learn):
-        if learn.training and learn.train_iter == self.at: raise Crash()
 
 def run(make_avg, d, crash_at=None, seed=0, resume=None, every_n_steps=3):
     avg = make_avg()

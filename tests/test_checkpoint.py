@@ -12,6 +12,7 @@ from slowlearn.checkpoint import (CheckpointCB, EarlyStoppingCB, TerminateOnNaNC
                                   rng_states, set_rng_states, atomic_write, save_checkpoint, load_checkpoint, WriteError)
 from slowlearn.optim import GradAccumCB
 import slowlearn.checkpoint as C
+from crash import Crash, CrashAt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,13 +111,6 @@ def test_sigkilled_at_random_moments_and_resumed_run_is_bit_identical(tmp_path, 
     assert_same_state(torch.load(tmp_path/'final.pt', weights_only=True), uninterrupted)
 
 # ---- in-process helpers
-
-class Crash(Exception): pass
-class CrashAt(Callback):
-    order = 1000
-    def __init__(self, at): self.at = at
-    def after_batch(self, learn):
-        if learn.training and learn.train_iter == self.at: raise Crash()
 
 class OneCycle(Callback):
     def before_fit(self, learn):
