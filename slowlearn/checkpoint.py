@@ -9,9 +9,9 @@ import contextlib, glob, hashlib, json, math, os, pickle, random, re, warnings, 
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch, store_attr
-from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device, _is_int, _check_int, _len
+from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device, _len
 from .metrics import MetricsCB, epoch_record
-from .core import WriteError, atomic_write, make_dir, is_main_process
+from .core import _is_int, _check_int, WriteError, atomic_write, make_dir, is_main_process
 
 # %% ../nbs/09_checkpoint.ipynb #dccac5bb
 def set_seed(seed, deterministic=None):

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from .checkpoint import CheckpointError
 from .experiments import TrainConfig, fit_config
-from .distributed import is_main_process
+from .core import is_main_process
 from .speed import ProfilerCB
 
 # %% ../nbs/14_cli.ipynb #44ed41ce

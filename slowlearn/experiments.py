@@ -13,14 +13,14 @@ from functools import partial
 import numpy as np, torch
 from fastcore.basics import ifnone
 from torcheval.metrics import MulticlassAccuracy
-from .learner import Learner, Callback, DeviceCB, _check_int
+from .learner import Learner, Callback, DeviceCB
 from .metrics import MetricsCB, ProgressCB, epoch_record
 from .data import DataLoaders, load_fashion_mnist
 from .optim import AdamW, Momentum, GradAccumCB
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine, _has_hyper, _get_hyper  # also adds Learner.fit_one_cycle
 from .checkpoint import CheckpointCB, EarlyStoppingCB, set_seed
-from .core import WriteError, atomic_write, make_dir
-from .distributed import DDPCB, is_main_process
+from .core import _check_int, WriteError, atomic_write, make_dir, is_main_process
+from .distributed import DDPCB
 from .models import fmnist_cnn, mlp
 
 # %% ../nbs/12_experiments.ipynb #ac918f12

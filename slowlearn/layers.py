@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from .init import GeneralReLU
 from .optim import compile_problem, _why
-from .learner import _is_int
+from .core import _is_int
 
 # %% auto #0
 __all__ = ['batch_norm_train', 'batch_norm_train_', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']

@@ -7,7 +7,7 @@ __all__ = ['mlp', 'fmnist_cnn']
 import torch
 from torch import nn
 from .init import kaiming_normal_
-from .learner import _is_int
+from .core import _is_int
 from .layers import conv
 
 # %% ../nbs/07a_models.ipynb #8a167707

@@ -219,7 +219,8 @@ class MomentumCB(Callback):
         if grads: torch._foreach_mul_(grads, self.momentum)
 
 # %% ../nbs/05_optim.ipynb #17667808
-from .learner import CancelStepException, _is_int
+from .learner import CancelStepException
+from .core import _is_int
 
 class GradAccumCB(Callback):
     "Step the optimizer every `n_acc` training batches, on the gradient of the mean loss over all the samples they hold."

@@ -11,7 +11,8 @@ import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 from fastcore.foundation import L
-from .learner import Learner, Callback, DeviceCB, with_cbs, _is_int
+from .learner import Learner, Callback, DeviceCB, with_cbs
+from .core import _is_int
 from .data import TensorLoader
 
 # %% ../nbs/03a_predict.ipynb #f1b8fb18

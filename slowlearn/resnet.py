@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.foundation import L
 from torcheval.metrics import MulticlassAccuracy
-from .learner import Learner, Callback, DeviceCB, model_device, _is_int
+from .learner import Learner, Callback, DeviceCB, model_device
+from .core import _is_int
 from .metrics import MetricsCB
 from .data import fashion_mnist
 from .init import GeneralReLU, init_weights

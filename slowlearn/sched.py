@@ -13,7 +13,8 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
-from .learner import Learner, Callback, LoadAtFitMixin, CancelFitException, CancelEpochException, _is_int, _len
+from .learner import Learner, Callback, LoadAtFitMixin, CancelFitException, CancelEpochException, _len
+from .core import _is_int
 from .metrics import MetricsCB
 
 # %% ../nbs/08_sched.ipynb #5fd4e367

@@ -116,8 +116,7 @@ def compile(self:Learner, backend='inductor', mode=None, fullgraph=False, dynami
 from pathlib import Path
 import torch.distributed as dist
 from torch.profiler import profile, schedule, record_function, ProfilerActivity
-from .learner import _is_int
-from .checkpoint import atomic_write, make_dir
+from .core import _is_int, atomic_write, make_dir
 
 class ProfilerCB(Callback):
     "Profile training steps with `torch.profiler`: skip `wait`, warm up `warmup`, record `active`; print the top operators, write a Chrome trace to `out_dir`."
