@@ -6,23 +6,22 @@ import slowlearn
 PKG = Path(slowlearn.__file__).parent
 MODULES = sorted(m.name for m in pkgutil.iter_modules([str(PKG)]) if not m.name.startswith('_'))
 
-def _imports(mod):
-    "The slowlearn modules that `mod` imports anywhere in its source, inside functions too."
-    tree, found = ast.parse((PKG/f'{mod}.py').read_text()), set()
+def _slowlearn_imports(tree):
+    "The slowlearn modules an AST imports anywhere (inside functions too), relative imports included; '*' for the package itself."
+    found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:                                  # from .x import y / from . import x
-                base = node.module.split('.')[0] if node.module else None
-                names = [base] if base else [a.name for a in node.names]
-            elif node.module and node.module.split('.')[0] == 'slowlearn':
-                parts = node.module.split('.')
-                names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
-            else: continue
+            parts = (node.module or '').split('.')
+            if node.level: parts = ['slowlearn'] + [p for p in parts if p]           # from .x import y / from . import x
+            if parts[0] != 'slowlearn': continue
+            found |= {parts[1]} if len(parts) > 1 else {a.name if a.name in MODULES else '*' for a in node.names}
         elif isinstance(node, ast.Import):
-            names = [a.name.split('.')[1] for a in node.names if a.name.startswith('slowlearn.')]
-        else: continue
-        found |= {n for n in names if n in MODULES and n != mod}
+            found |= {(a.name.split('.') + ['*'])[1] for a in node.names if a.name.split('.')[0] == 'slowlearn'}
     return found
+
+def _imports(mod):
+    "The slowlearn modules that `mod` imports anywhere in its source, inside functions too."
+    return (_slowlearn_imports(ast.parse((PKG/f'{mod}.py').read_text())) & set(MODULES)) - {mod}
 
 def _cycle(graph):
     "One import cycle in `graph` as a list of modules, or None."
@@ -67,14 +66,7 @@ def _nb_uses(path):
         if m := re.search(r'^#\|\s*default_exp\s+(\S+)', src, re.M): exp = m.group(1)
         try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
         except SyntaxError: continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split('.')[0] == 'slowlearn':
-                parts = node.module.split('.')
-                used |= {parts[1]} if len(parts) > 1 else {a.name if a.name in MODULES else '*' for a in node.names}
-            elif isinstance(node, ast.Import):
-                for a in node.names:
-                    parts = a.name.split('.')
-                    if parts[0] == 'slowlearn': used.add(parts[1] if len(parts) > 1 else '*')
+        used |= _slowlearn_imports(tree)
     return exp, used
 
 def reading_order_problems(nbs):
