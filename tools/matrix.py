@@ -20,7 +20,7 @@ was written with, read off one training run or one noisy curve, fails there. Off
 
 Run it before committing a change to an assert, a tolerance or a lesson's claim. It prints one line per setting and
 exits non-zero if any failed; each run's log is kept under `--logs` (default `/tmp/slowlearn-matrix`)."""
-import argparse, os, subprocess, sys, time
+import argparse, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 KERNELS = {
@@ -37,6 +37,10 @@ def matrix_env(kernels, threads, seed=0, base=None):
     if kernels not in KERNELS: raise ValueError(f"kernels must be one of {list(KERNELS)}, got {kernels!r}")
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _KERNEL_VARS}
     env.update(KERNELS[kernels], OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MPLBACKEND='agg')
+    # Inductor's on-disk cache does not tell kernels built for one forced ISA from another's: reusing them across
+    # kernel levels gave wrong optimizer steps and heap corruption (torch 2.13), so each level gets its own cache
+    root = env.get('TORCHINDUCTOR_CACHE_DIR') or str(Path(tempfile.gettempdir())/'slowlearn-inductor')
+    env['TORCHINDUCTOR_CACHE_DIR'] = f'{root}-{kernels}'
     if seed:
         env.update(SLOWLEARN_SEED_OFFSET=str(seed))
         env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(SEED_HOOK), env.get('PYTHONPATH')]))
