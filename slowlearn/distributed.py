@@ -106,6 +106,10 @@ class DDPCB(Callback):
         ns = [n.tolist() for n in ns]
         m,res = max(map(sum, ns)),[]
         for t in ts:
+            if t is None: res.append(t); continue                       # a field the model left empty
+            if not isinstance(t, torch.Tensor) or len(t) != sum(sizes):   # e.g. a model's loss, one per batch
+                raise ValueError(f"get_preds under torchrun gathers tensors of one row per item, got {type(t).__name__} with "
+                                 f"{len(t) if isinstance(t, torch.Tensor) else '?'} rows for {sum(sizes)} items: return per-item fields only")
             x = torch.cat([t, t.new_zeros(m - len(t), *t.shape[1:])]).to(self.device)   # all_gather needs equal shapes
             parts = [torch.empty_like(x) for _ in range(self.world)]
             dist.all_gather(parts, x)

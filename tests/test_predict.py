@@ -341,6 +341,7 @@ def _close(a, b):
     if isinstance(a, (tuple, list)):
         assert len(a) == len(b)
         for u, v in zip(a, b): _close(u, v)
+    elif isinstance(a, dict): assert a.keys() == b.keys(); _close(list(a.values()), list(b.values()))
     elif isinstance(a, torch.Tensor): assert a.dtype == b.dtype; assert_close(a, b, rtol=0, atol=1e-5)
     else: assert a == b
 
@@ -348,5 +349,5 @@ def _close(a, b):
 def test_two_processes_each_return_what_one_process_returns(two_ranks, case):
     with redirect_stdout(io.StringIO()): ref = ddp_preds.results(*ddp_preds.CASES[case], ddp=False)
     for r in two_ranks[case]:
-        for k in ('preds', 'listed', 'tta', 'batch', 'item'): _close(r[k], ref[k])
+        for k in ('preds', 'listed', 'dicts', 'tta', 'batch', 'item'): _close(r[k], ref[k])
         assert torch.equal(r['preds'][2], ref['preds'][2])     # targets: exactly the loader's, in its order
