@@ -16,7 +16,8 @@ from .learner import Callback, LoadAtFitMixin
 from .core import _is_int
 from .layers import BatchNorm
 from .speed import MixedPrecisionCB
-from .learner import model_device
+from .learner import model_device, to_device
+from .data import split_batch, call_model
 
 # %% ../nbs/10a_callbacks.ipynb #97fe21c8
 def _check_pos(nm, v, inf=False):
@@ -119,7 +120,7 @@ def update_bn(loader, model, n_batches=None):
     try:
         for k,b in enumerate(islice(loader, n_batches), 1):
             for m in bns: m.momentum = 1/k   # running stat += (batch stat - running stat)/k: the mean of the k batches so far
-            model((b[0] if isinstance(b, (list, tuple)) else b).to(dev))
+            call_model(model, to_device(split_batch(b)[0], dev))
     finally:
         for m,mom in zip(bns, moms): m.momentum = mom
         model.train(was)

@@ -3,11 +3,11 @@
 # %% auto #0
 __all__ = ['FMNIST_FILES', 'FMNIST_MIRRORS', 'FMNIST_CLASSES', 'read_idx', 'fmnist_cache_dir', 'download_fashion_mnist',
            'fmnist_folder', 'load_fashion_mnist', 'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist',
-           'holdout_split']
+           'holdout_split', 'find_bs', 'split_batch', 'batch_format', 'call_model', 'map_input', 'map_tensors']
 
 # %% ../nbs/01_data.ipynb #18c28f6b
-import gzip, hashlib, http.client, os, urllib.request, zlib
-from collections.abc import Iterable
+import dataclasses, gzip, hashlib, http.client, os, urllib.request, zlib
+from collections.abc import Iterable, Mapping
 from math import prod
 from pathlib import Path
 import numpy as np, torch
@@ -143,13 +143,21 @@ class TensorLoader:
     def __repr__(self): return f"{type(self).__name__}(n={self.n}, bs={self.bs}, shuffle={self.shuffle}, seed={self.seed})"
 
 # %% ../nbs/01_data.ipynb #32cf4c15
+def _check_keys(keys):
+    "`keys` (one key or several) as a tuple of strings."
+    keys = (keys,) if isinstance(keys, str) else keys
+    if not isinstance(keys, (tuple, list)) or not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"target_keys must be a string or a tuple of strings, got {keys!r}")
+    return tuple(keys)
+
 class DataLoaders:
-    "A training and a validation loader, each any iterable of `(xb, yb)` batches, and optionally a `test` one scored once at the end."
-    def __init__(self, train, valid, test=None):
+    "A training and a validation loader, each any iterable of batches, and optionally a `test` one scored once at the end; `n_inp` and `target_keys` say how a batch splits (see `split_batch`)."
+    def __init__(self, train, valid, test=None, n_inp=1, target_keys=('labels',)):
         for name, dl in (('train', train), ('valid', valid), ('test', test)):
             if dl is not None or name != 'test':
                 if not isinstance(dl, Iterable): raise TypeError(f"{name} must be an iterable of batches, got {type(dl).__name__}")
-        self.train, self.valid, self.test = train, valid, test
+        _check_int('n_inp', n_inp, 1)
+        self.train, self.valid, self.test, self.n_inp, self.target_keys = train, valid, test, n_inp, _check_keys(target_keys)
 
     @classmethod
     def from_tensors(cls, x_train, y_train, x_valid, y_valid, bs=64, shuffle=True, seed=0, val_bs=None):
@@ -185,3 +193,52 @@ def holdout_split(n, valid, seed=0):
     _check_int('valid', valid, 1, n - 1); _check_int('split_seed', seed, 0)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[valid:].sort().values, perm[:valid].sort().values
+
+# %% ../nbs/01_data.ipynb #6f377b5f
+def _children(o):
+    "The parts of a tuple, list, dict or dataclass instance; none for anything else."
+    if isinstance(o, Mapping): return list(o.values())
+    if isinstance(o, (list, tuple)): return o
+    if dataclasses.is_dataclass(o) and not isinstance(o, type): return [getattr(o, f.name) for f in dataclasses.fields(o)]
+    return ()
+
+def _first_tensor(o):
+    if isinstance(o, torch.Tensor): return o
+    return next((t for c in _children(o) if (t := _first_tensor(c)) is not None), None)
+
+def find_bs(b):
+    "Number of items in batch `b`: the length of its first tensor, depth first through tuples, lists, dicts and dataclasses."
+    if (t := _first_tensor(b)) is None: raise ValueError(f"can't tell the batch size of a batch without tensors: {type(b).__name__}")
+    return len(t)
+
+def split_batch(b, n_inp=1, target_keys=('labels',)):
+    "`(inputs, targets)` of batch `b`: a tuple's first `n_inp` items and the rest; a dict's entries other than `target_keys`, and the values of those it has; a tensor is inputs only."
+    if isinstance(b, Mapping):
+        ks = _check_keys(target_keys)
+        return {k: v for k,v in b.items() if k not in ks}, tuple(b[k] for k in ks if k in b)
+    if isinstance(b, (list, tuple)): return tuple(b[:n_inp]), tuple(b[n_inp:])
+    return (b,), ()
+
+def batch_format(dls):
+    "`(n_inp, target_keys)` of `dls` (a `DataLoaders`), the defaults for another holder of loaders."
+    return getattr(dls, 'n_inp', 1), getattr(dls, 'target_keys', ('labels',))
+
+def call_model(model, xb):
+    "`model(*xb)` for a tuple of inputs, `model(**xb)` for a dict."
+    return model(**xb) if isinstance(xb, Mapping) else model(*xb)
+
+def map_input(b, f, target_keys=('labels',)):
+    "Batch `b` with its first input `x` replaced by `f(x)` (a tuple's first item, a dict's first entry that is no target), e.g. to augment it."
+    if isinstance(b, Mapping):
+        ks = _check_keys(target_keys)
+        if (k := next((k for k in b if k not in ks), None)) is None: raise ValueError(f"the batch holds targets {list(b)} only, no input")
+        return {**b, k: f(b[k])}
+    if isinstance(b, (list, tuple)): return (f(b[0]), *b[1:])
+    return f(b)
+
+def map_tensors(f, b):
+    "`b` with `f` applied to each of its tensors, keeping its tuples, lists and dicts."
+    if isinstance(b, torch.Tensor): return f(b)
+    if isinstance(b, Mapping): return {k: map_tensors(f, v) for k,v in b.items()}
+    if isinstance(b, (list, tuple)): return type(b)(map_tensors(f, o) for o in b)
+    return b

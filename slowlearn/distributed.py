@@ -11,6 +11,7 @@ from torcheval.metrics.toolkit import get_synced_metric
 from .learner import Callback, DeviceCB
 from .metrics import MetricsCB
 from .core import is_main_process
+from .data import find_bs, map_tensors, call_model
 
 # %% ../nbs/11_distributed.ipynb #c849c551
 def shard_bounds(n, rank, world):
@@ -66,14 +67,14 @@ class DDPCB(Callback):
 
     def before_batch(self, learn):
         if not self.ddp: return
-        self.n = len(learn.batch[0])
+        self.n = find_bs(learn.batch)
         lo,hi = shard_bounds(self.n, self.rank, self.world)
-        learn.batch = tuple(t[lo:hi] for t in learn.batch)
+        learn.batch = map_tensors(lambda t: t[lo:hi], learn.batch)
         self.n_local = hi - lo
 
     def predict(self, learn):
         model = self.ddp if self.ddp and learn.training else learn.model
-        learn.preds = model(learn.batch[0])
+        learn.preds = call_model(model, learn.xb)
 
     def after_loss(self, learn):
         if not self.ddp: return
@@ -105,6 +106,10 @@ class DDPCB(Callback):
         ns = [n.tolist() for n in ns]
         m,res = max(map(sum, ns)),[]
         for t in ts:
+            if t is None: res.append(t); continue                       # a field the model left empty
+            if not isinstance(t, torch.Tensor) or len(t) != sum(sizes):   # e.g. a model's loss, one per batch
+                raise ValueError(f"get_preds under torchrun gathers tensors of one row per item, got {type(t).__name__} with "
+                                 f"{len(t) if isinstance(t, torch.Tensor) else '?'} rows for {sum(sizes)} items: return per-item fields only")
             x = torch.cat([t, t.new_zeros(m - len(t), *t.shape[1:])]).to(self.device)   # all_gather needs equal shapes
             parts = [torch.empty_like(x) for _ in range(self.world)]
             dist.all_gather(parts, x)

@@ -13,6 +13,7 @@ from torch import nn
 from fastcore.basics import store_attr, ifnone
 from fastcore.foundation import L
 from .core import _is_int, _check_int
+from .data import split_batch, batch_format, call_model
 
 # %% ../nbs/02_learner.ipynb #372d50f8
 class CancelFitException(Exception):
@@ -81,8 +82,10 @@ class Learner:
             fs = self._handlers.get(s)
             setattr(self, f'_{s}', _calling(fs, self) if fs else getattr(self, s))
 
-    def predict(self): "Default step: forward pass." ; self.preds = self.model(self.batch[0])
-    def get_loss(self): "Default step: loss of `preds` against the targets." ; self.loss = self.loss_func(self.preds, *self.batch[1:])
+    xb = property(lambda self: split_batch(self.batch, *batch_format(self.dls))[0], doc="This batch's model inputs, a tuple or a dict (see `split_batch`).")
+    yb = property(lambda self: split_batch(self.batch, *batch_format(self.dls))[1], doc="This batch's targets, a tuple (see `split_batch`).")
+    def predict(self): "Default step: forward pass." ; self.preds = call_model(self.model, self.xb)
+    def get_loss(self): "Default step: loss of `preds` against the targets." ; self.loss = self.loss_func(self.preds, *self.yb)
     def backward(self): "Default step: backpropagate the loss." ; self.loss.backward()
     def step(self): "Default step: optimizer step." ; self.opt.step()
     def zero_grad(self): "Default step: reset the gradients." ; self.opt.zero_grad()

@@ -221,6 +221,7 @@ class MomentumCB(Callback):
 # %% ../nbs/05_optim.ipynb #17667808
 from .learner import CancelStepException
 from .core import _is_int
+from .data import find_bs
 
 class GradAccumCB(Callback):
     "Step the optimizer every `n_acc` training batches, on the gradient of the mean loss over all the samples they hold."
@@ -235,12 +236,12 @@ class GradAccumCB(Callback):
 
     def after_loss(self, learn):
         # backward of (batch size x mean loss) sums per-sample gradients; the step divides by the group's sample count
-        if learn.training and self.n_acc > 1: self.loss,learn.loss = learn.loss,learn.loss * len(learn.batch[0])
+        if learn.training and self.n_acc > 1: self.loss,learn.loss = learn.loss,learn.loss * find_bs(learn.batch)
 
     def after_backward(self, learn):
         if self.n_acc == 1: return
         learn.loss = self.loss
-        self.count += len(learn.batch[0])
+        self.count += find_bs(learn.batch)
         if (learn.iter + 1) % self.n_acc and learn.iter + 1 < learn.n_iter: raise CancelStepException()
         grads = [p.grad for g in learn.opt.param_groups for p in g['params'] if p.grad is not None]
         if grads: torch._foreach_div_(grads, self.count)

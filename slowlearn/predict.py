@@ -4,8 +4,8 @@
 __all__ = ['loss_activation', 'per_item_loss', 'GatherPredsCB', 'hflip', 'ClassificationInterpretation']
 
 # %% ../nbs/03a_predict.ipynb #f66320c3
-import copy, inspect
-from collections.abc import Iterable
+import copy, dataclasses, inspect
+from collections.abc import Iterable, Mapping
 from functools import partial
 import torch, torch.nn.functional as F
 from torch import nn
@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from fastcore.foundation import L
 from .learner import Learner, Callback, DeviceCB, with_cbs
 from .core import _is_int
-from .data import TensorLoader
+from .data import TensorLoader, split_batch, batch_format, find_bs, map_input, _first_tensor
 
 # %% ../nbs/03a_predict.ipynb #f1b8fb18
 def _loss_kind(f):
@@ -40,41 +40,74 @@ def per_item_loss(loss_func):
     return partial(loss_func, reduction='none')
 
 # %% ../nbs/03a_predict.ipynb #3212a24f
-def _float32(t): return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+def _float32(t): return t.float() if isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16) else t
+
+def _flatten(o):
+    "The leaves of `o` (all it holds that is no tuple, list, dict or dataclass), and its structure for `_unflatten`."
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        names = tuple(f.name for f in dataclasses.fields(o) if f.init)
+        kind,kids = (type(o), names),[getattr(o, n) for n in names]
+    elif isinstance(o, Mapping): kind,kids = (dict, tuple(o)),list(o.values())
+    elif isinstance(o, (list, tuple)): kind,kids = (type(o), None),list(o)
+    else: return [o],None
+    leaves,specs = [],[]
+    for k in kids:
+        l,s = _flatten(k); leaves += l; specs.append(s)
+    return leaves,(kind, tuple(specs))
+
+def _unflatten(spec, leaves):
+    "Rebuild what `_flatten` took apart, from its `spec` and an iterator over new `leaves`."
+    if spec is None: return next(leaves)
+    (typ, names),specs = spec
+    vals = [_unflatten(s, leaves) for s in specs]
+    if names is None: return typ(*vals) if hasattr(typ, '_fields') else typ(vals)   # a namedtuple takes its fields one by one
+    return dict(zip(names, vals)) if typ is dict else typ(**dict(zip(names, vals)))
+
+def _collate(vals):
+    "One value from every batch's `vals`: tensors concatenated (0-d ones stacked), None if all are, else the list."
+    if all(v is None for v in vals): return None
+    if all(isinstance(v, torch.Tensor) for v in vals):
+        if all(v.ndim == 0 for v in vals): return torch.stack(vals)
+        if all(v.ndim and v.shape[1:] == vals[0].shape[1:] for v in vals): return torch.cat(vals)
+    return list(vals)
 
 class GatherPredsCB(Callback):
-    "Collect every batch's predictions and targets (and inputs, per-item losses) on the CPU; `get_preds` runs it."
+    "Collect every batch's predictions and targets (and inputs, per-item losses) on the CPU, as the model returns them; `get_preds` runs it."
     order = 100   # after every callback that changes the batch or the predictions
     def __init__(self, with_input=False, with_loss=False, loss_func=None):
         self.with_input,self.with_loss,self.loss_func,self.res = with_input,with_loss,loss_func,None
 
-    def before_fit(self, learn): self.parts,self.sizes,self.res = [],[],None
-
-    def get_loss(self, learn):
-        "Step: per-item losses with `with_loss` (their mean is `learn.loss`), else the learner's loss; none without targets."
-        ys = learn.batch[1:]
-        if not self.with_loss: learn.loss = learn.loss_func(learn.preds, *ys) if ys else None; return
-        if not ys: raise ValueError("with_loss=True needs batches with targets, got batches of inputs only")
-        self.losses = self.loss_func(learn.preds, *ys)
-        if self.losses.shape[:1] != learn.preds.shape[:1]:
-            raise ValueError(f"loss_func(..., reduction='none') returned shape {tuple(self.losses.shape)}, not one loss "
-                             f"per item ({len(learn.preds)})")
-        learn.loss = self.losses.mean()
+    def before_fit(self, learn): self.parts,self.sizes,self.spec,self.res = [],[],None,None
 
     def after_batch(self, learn):
-        b = learn.batch
-        ts = [b[0]]*self.with_input + [_float32(learn.preds), *b[1:]]
-        if self.with_loss: ts.append(_float32(self.losses))
-        self.parts.append([t.detach().cpu() for t in ts])
-        self.sizes.append(len(learn.preds))
+        xb,yb = learn.xb,learn.yb
+        part = [xb[0] if isinstance(xb, tuple) and len(xb) == 1 else xb]*self.with_input + [learn.preds, *yb]
+        if self.with_loss: part.append(self._item_losses(learn.preds, yb))
+        leaves,spec = _flatten(part)
+        if self.spec is None: self.spec = spec
+        elif spec != self.spec: raise ValueError("get_preds collates batches field by field, but this batch (or its output) "
+                                                 "is made of other fields or types than the first")
+        self.parts.append([_float32(t).detach().cpu() if isinstance(t, torch.Tensor) else t for t in leaves])
+        self.sizes.append(find_bs(learn.batch))
+
+    def _item_losses(self, preds, yb):
+        if not yb: raise ValueError("with_loss=True needs batches with targets, got batches of inputs only")
+        if not isinstance(preds, torch.Tensor):
+            raise ValueError(f"with_loss=True computes loss_func(preds, targets) per item, which needs tensor predictions, "
+                             f"got {type(preds).__name__}; compute the losses from what get_preds returns")
+        losses = self.loss_func(preds, *yb)
+        if losses.shape[:1] != preds.shape[:1]:
+            raise ValueError(f"loss_func(..., reduction='none') returned shape {tuple(losses.shape)}, not one loss "
+                             f"per item ({len(preds)})")
+        return losses
 
     def after_fit(self, learn):
         if not self.parts: return
-        cols = [torch.cat(c) for c in zip(*self.parts)]
+        cols = [_collate(c) for c in zip(*self.parts)]
         self.parts = None
         for cb in sorted(learn.cbs, key=lambda c: getattr(c, 'order', 0), reverse=True):
             if callable(f := getattr(cb, 'gather_shards', None)): cols = f(cols, self.sizes)
-        self.res = cols
+        self.res = _unflatten(self.spec, iter(cols))
 
 # %% ../nbs/03a_predict.ipynb #6de25d3a
 def _check_bool(name, v):
@@ -86,18 +119,32 @@ def _check_act(act):
 def _validate(learn):
     with torch.inference_mode(): learn.one_epoch(False)
 
+def _in_preds(cb):
+    "Whether `get_preds` runs callback `cb`: as its `inference` says, else if it replaces the forward or the loss step."
+    inf = getattr(cb, 'inference', None)
+    return inf if inf is not None else any(callable(getattr(cb, s, None)) for s in ('predict', 'get_loss'))
+
+class _LossStepCB(Callback):
+    "`get_preds`' loss step where no callback replaces it: the learner's loss, none for batches without targets."
+    def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, *yb) if (yb := learn.yb) else None
+
 @patch
 def get_preds(self:Learner, dl=None, with_input=False, with_loss=False, act=None, cbs=None):
-    "Predictions (through `act`, default `loss_activation`) and targets on `dl` (default `dls.valid`) in its order, on the CPU."
+    "Predictions (through `act`; for tensors by default `loss_activation`) and targets on `dl` (default `dls.valid`) in its order, on the CPU, collated as the model returns them."
     dl = self.dls.valid if dl is None else dl
     if not isinstance(dl, Iterable): raise TypeError(f"dl must be an iterable of batches, got {type(dl).__name__}")
     _check_bool('with_input', with_input); _check_bool('with_loss', with_loss); _check_act(act)
     if self._handlers: raise RuntimeError("get_preds can't run while fit is running (from a callback); call it after fit")
+    cbs = L(cb for cb in self.cbs if _in_preds(cb)) + L(cbs)
+    own_loss = [cb for cb in cbs if callable(getattr(cb, 'get_loss', None))]
+    if with_loss and own_loss:
+        raise ValueError(f"with_loss=True computes per-item losses with loss_func, but {own_loss[0]!r} replaces the loss step, "
+                         f"so they need not be its losses; compute them from the predictions get_preds returns")
     gather = GatherPredsCB(with_input, with_loss, per_item_loss(self.loss_func) if with_loss else None)
     saved,was_training = dict(vars(self)),self.model.training   # put back afterwards: callbacks, loop state, steps
     dls = copy.copy(self.dls); dls.valid = dl
     try:
-        self.cbs,self.dls = L(cb for cb in self.cbs if getattr(cb, 'inference', False)) + L(cbs) + [gather],dls
+        self.cbs,self.dls = cbs + [gather] + ([] if own_loss else [_LossStepCB()]),dls
         self._dispatch()
         with_cbs('fit')(_validate)(self)
     finally:
@@ -106,22 +153,23 @@ def get_preds(self:Learner, dl=None, with_input=False, with_loss=False, act=None
     if gather.res is None: raise ValueError("dl yielded no batches (or a callback cancelled get_preds)")
     res,gather.res = gather.res,None
     i = int(with_input)
-    if (act := loss_activation(self.loss_func) if act is None else act) is not None: res[i] = act(res[i])
+    if act is None and isinstance(res[i], torch.Tensor): act = loss_activation(self.loss_func)
+    if act is not None: res[i] = act(res[i])
     if len(res) == i + 1 + with_loss: res.insert(i + 1, None)   # batches of inputs only
     return tuple(res)
 
 # %% ../nbs/03a_predict.ipynb #6bbcc370
-def _input_ndim(dl):
-    "Number of dimensions of `dl`'s input batches: from its tensors for a `TensorLoader`, else from its first batch."
+def _input_ndim(dl, fmt):
+    "Number of dimensions of `dl`'s first input: from its tensors for a `TensorLoader`, else from its first batch split by `fmt`."
     if isinstance(dl, TensorLoader): return dl.tensors[0].ndim
-    try: return next(iter(dl))[0].ndim
+    try: return _first_tensor(split_batch(next(iter(dl)), *fmt)[0]).ndim
     except StopIteration: raise ValueError("dls.valid yields no batches, so predict_batch can't tell a batch from an item") from None
 
 @patch
 def predict_batch(self:Learner, x, act=None):
     "Activations (through `act`, default `loss_activation`) for batch `x` or one item, and a classifier's predicted classes (else None)."
     if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a tensor, got {type(x).__name__}")
-    nd = _input_ndim(self.dls.valid)
+    nd = _input_ndim(self.dls.valid, batch_format(self.dls))
     if x.ndim not in (nd, nd - 1):
         raise ValueError(f"x must be a batch of {nd} dimensions or one item of {nd - 1}, like dls.valid's inputs, got shape {tuple(x.shape)}")
     item = x.ndim == nd - 1
@@ -139,7 +187,7 @@ class _AugmentCB(Callback):
     "Replace each batch's inputs by `augment(xb)`."
     order,inference = DeviceCB.order + 1,True   # on the batch's device, after DDPCB's sharding
     def __init__(self, augment): self.augment = augment
-    def before_batch(self, learn): learn.batch = (self.augment(learn.batch[0]), *learn.batch[1:])
+    def before_batch(self, learn): learn.batch = map_input(learn.batch, self.augment, batch_format(learn.dls)[1])
 
 @patch
 def tta(self:Learner, dl=None, augment=hflip, n=1, act=None):
@@ -147,6 +195,9 @@ def tta(self:Learner, dl=None, augment=hflip, n=1, act=None):
     if not callable(augment): raise TypeError(f"augment must be a callable taking a batch of inputs, got {type(augment).__name__}")
     if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
     res = list(self.get_preds(dl, act=act))
+    if not isinstance(res[0], torch.Tensor):
+        raise TypeError(f"tta averages tensor predictions, and the model returns {type(res[0]).__name__}; average the "
+                        f"fields you need over get_preds(dl, cbs=...) calls")
     for _ in range(n): res[0] += self.get_preds(dl, act=act, cbs=_AugmentCB(augment))[0]
     res[0] /= n + 1
     return tuple(res)
@@ -156,7 +207,7 @@ def _items_at(dl, idxs):
     "The inputs at positions `idxs` of `dl`'s batches, read in one pass."
     want,out,start = {i: k for k,i in enumerate(idxs)},[None]*len(idxs),0
     for b in dl:
-        xb = b[0]
+        xb = _first_tensor(split_batch(b)[0])
         for i,k in want.items():
             if start <= i < start + len(xb): out[k] = xb[i - start]
         start += len(xb)

@@ -13,7 +13,7 @@ from torcheval.metrics import MulticlassAccuracy
 from .learner import Learner, Callback, DeviceCB, model_device
 from .core import _is_int
 from .metrics import MetricsCB
-from .data import fashion_mnist
+from .data import fashion_mnist, map_input, batch_format
 from .init import GeneralReLU, init_weights
 from .layers import BatchNorm, conv
 from .optim import AdamW
@@ -68,7 +68,7 @@ class BatchAugmentCB(Callback):
         self.tfm,self.kwargs = tfm,kwargs
 
     def before_batch(self, learn):
-        if learn.training: learn.batch = (self.tfm(learn.batch[0], **self.kwargs), *learn.batch[1:])
+        if learn.training: learn.batch = map_input(learn.batch, lambda x: self.tfm(x, **self.kwargs), batch_format(learn.dls)[1])
 
 # %% ../nbs/13_resnet.ipynb #0f5f9845
 def accuracy_on(model, dl):

@@ -27,7 +27,8 @@ def results(n_valid, bs, ddp=True):
     learn = Learner(model, dls, lr=0.1, cbs=[MetricsCB(MulticlassAccuracy())] + [DDPCB()]*ddp)
     learn.fit(1)
     batches = [(x[40+i:40+i+5], y[40+i:40+i+5]) for i in range(0, n_valid, 5)]   # a plain list of batches, 5 per batch
-    return dict(preds=learn.get_preds(with_input=True, with_loss=True), listed=learn.get_preds(batches),
+    dicts = [dict(input=a, labels=b) for a, b in batches]                          # sharded and gathered like tuples
+    return dict(preds=learn.get_preds(with_input=True, with_loss=True), listed=learn.get_preds(batches), dicts=learn.get_preds(dicts, with_input=True),
                 tta=learn.tta(), batch=learn.predict_batch(x[40:47]), item=learn.predict_batch(x[40]),
                 history=learn.history)
 

@@ -5,6 +5,7 @@ import numpy as np, pytest, torch
 from torch.utils.data import DataLoader, TensorDataset
 import slowlearn.data as sd
 from slowlearn.data import DataLoaders, TensorLoader, fashion_mnist, read_idx, fmnist_folder, fmnist_cache_dir
+from slowlearn.data import split_batch, find_bs, map_input, map_tensors
 
 # ---------------------------------------------------------------- helpers (independent of the code under test)
 
@@ -396,3 +397,29 @@ def test_real_fashion_mnist_holdout():
     assert (dls.train.n, dls.valid.n, dls.test.n) == (50_000, 10_000, 10_000)
     counts = torch.bincount(dls.valid.tensors[1])
     assert counts.sum() == 10_000 and counts.min() > 900 and counts.max() < 1100   # close to 1,000 per class
+
+def test_split_batch_finds_inputs_and_targets_in_tuples_dicts_and_tensors():
+    a, b, y = torch.zeros(5, 2), torch.ones(5, 3), torch.arange(5)
+    assert split_batch([a, y]) == ((a,), (y,)) and split_batch((a, b, y), n_inp=2) == ((a, b), (y,))
+    xb, yb = split_batch(dict(ids=a, mask=b, labels=y))
+    assert list(xb) == ['ids', 'mask'] and yb == (y,)
+    xb, yb = split_batch(dict(ids=a, w=b, y=y), target_keys=('y', 'w'))     # in the order of target_keys
+    assert list(xb) == ['ids'] and yb == (y, b)
+    assert split_batch(a) == ((a,), ()) and split_batch(dict(ids=a)) == (dict(ids=a), ())
+    assert [find_bs(o) for o in ((a, y), dict(m=dict(x=b[:3])), [None, (y[:2],)])] == [5, 3, 2]
+    with pytest.raises(ValueError, match='batch size of a batch without tensors'): find_bs(dict(a=1))
+
+def test_map_input_changes_the_first_input_only():
+    a, y = torch.zeros(4, 2), torch.arange(4)
+    assert torch.equal(map_input((a, y), lambda t: t + 1)[0], a + 1) and map_input((a, y), lambda t: t)[1] is y
+    b = map_input(dict(labels=y, ids=a), lambda t: t + 1)
+    assert torch.equal(b['ids'], a + 1) and b['labels'] is y
+    with pytest.raises(ValueError, match='targets'): map_input(dict(labels=y), lambda t: t)
+    m = map_tensors(lambda t: t[:1], [dict(a=a), (y, 'x')])
+    assert m[0]['a'].shape == (1, 2) and torch.equal(m[1][0], y[:1]) and m[1][1] == 'x' and type(m[1]) is tuple
+
+def test_data_loaders_batch_format_arguments_are_checked():
+    assert DataLoaders([], [], n_inp=2, target_keys='y').target_keys == ('y',)
+    with pytest.raises(ValueError, match=r'n_inp must be in \[1'): DataLoaders([], [], n_inp=0)
+    with pytest.raises(TypeError, match='n_inp must be an integer'): DataLoaders([], [], n_inp='1')
+    with pytest.raises(TypeError, match='target_keys must be a string or a tuple of strings'): DataLoaders([], [], target_keys=[1])

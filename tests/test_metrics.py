@@ -1,12 +1,13 @@
 "`MetricsCB` against torcheval over a whole epoch, and `ProgressCB`'s plain output."
 from types import SimpleNamespace
+import dataclasses
 import pytest, torch
 import torch.nn.functional as F
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy, MulticlassF1Score, Mean
 from torcheval.metrics.functional import multiclass_accuracy, multiclass_f1_score
 from slowlearn.learner import Learner, Callback
-from slowlearn.metrics import MetricsCB, ProgressCB, metric_name
+from slowlearn.metrics import MetricsCB, ProgressCB, metric_name, AvgMetric, logits_of
 
 def uneven_batches(x, y, sizes):
     out, i = [], 0
@@ -58,7 +59,8 @@ def test_metric_names():
     assert list(MetricsCB(Mean(), acc=MulticlassAccuracy()).metrics) == ['acc', 'mean']
 
 def test_bad_metrics_are_rejected():
-    with pytest.raises(TypeError, match='update/compute/reset'): MetricsCB(lambda p, y: 0.)
+    with pytest.raises(TypeError, match="metric 'acc' must be a torcheval metric"): MetricsCB(acc=3)
+    with pytest.raises(TypeError, match='preds_func must be callable'): MetricsCB(preds_func=1)
     with pytest.raises(ValueError, match="'loss' is reserved"): MetricsCB(loss=Mean())
 
 def test_progress_prints_plain_lines_outside_a_notebook(data, capsys):
@@ -112,6 +114,7 @@ def test_state_dict_carries_an_epoch_in_progress(data):
     def feed(cb, bs):
         for learn.batch in bs:
             with torch.no_grad(): learn.preds = model(learn.batch[0])
+            learn.yb = learn.batch[1:]
             learn.loss = F.cross_entropy(learn.preds, learn.batch[1]); cb.after_batch(learn)
     whole = MetricsCB(MulticlassAccuracy()); whole.before_fit(learn); whole.before_epoch(learn)
     feed(whole, batches); whole.after_epoch(learn)
@@ -136,3 +139,79 @@ def test_epoch_record_is_the_record_metricscb_just_made():
     assert [r['phase'] for r in h] == ['train', 'valid'] * 2
     assert [tuple(map(id, s)) for s in seen] == [(id(h[0]), id(h[0]), id(None)), (id(h[1]), id(h[0]), id(h[1])),
                                                  (id(h[2]), id(h[2]), id(None)), (id(h[3]), id(h[2]), id(h[3]))]
+
+def acc(preds, y): return (preds.argmax(1) == y).float().mean()
+
+def test_a_plain_function_metric_equals_torcheval_accuracy_on_the_same_run(data):
+    "Training at lr 0.5 over uneven batches: the function sees the same predictions as torcheval's metric."
+    x, y = data
+    dls = SimpleNamespace(train=uneven_batches(x, y, [32, 32, 32, 4]), valid=uneven_batches(x, y, [7, 50, 43]))
+    torch.manual_seed(0)
+    learn = Learner(nn.Linear(5, 4), dls, lr=0.5, cbs=MetricsCB(MulticlassAccuracy(), acc=acc))
+    learn.fit(3)
+    for r in learn.history: assert r['acc'] == pytest.approx(r['accuracy'], abs=1e-6)
+    assert metric_name(acc) == 'acc' and list(MetricsCB(acc).metrics) == ['acc']
+
+def test_a_function_metric_is_the_batch_size_weighted_mean_of_its_batch_values(data):
+    "A value that is no per-item mean (the batch size itself) shows the weighting: sum(n_b * n_b) / sum(n_b), exactly."
+    x, y = data
+    sizes = [7, 50, 43]
+    learn = Learner(nn.Linear(5, 4), SimpleNamespace(train=[], valid=uneven_batches(x, y, sizes)),
+                    cbs=MetricsCB(size=lambda p, t: float(len(t))))
+    learn.fit(1)
+    assert learn.history[0]['size'] == sum(n * n for n in sizes) / sum(sizes)
+
+def test_avg_metric_state_round_trips_and_merges():
+    "Checkpoints save the state and distributed training merges copies: both give the value of one metric over all batches."
+    x, y = torch.randn(30, 4), torch.randint(0, 4, (30,))
+    whole, a, b = AvgMetric(acc), AvgMetric(acc), AvgMetric(acc)
+    for s in (slice(0, 8), slice(8, 30)): whole.update(x[s], y[s])
+    a.update(x[:8], y[:8]); b.update(x[8:], y[8:])
+    assert torch.equal(AvgMetric(acc).merge_state([a, b]).compute(), whole.compute())
+    c = AvgMetric(acc); c.load_state_dict(a.state_dict()); c.update(x[8:], y[8:])
+    assert torch.equal(c.compute(), whole.compute())
+    assert whole.compute().item() == pytest.approx(acc(x, y).item(), abs=1e-6)
+    with pytest.raises(ValueError, match='must return one number per batch'): AvgMetric(lambda p, t: p).update(x, y)
+
+@dataclasses.dataclass
+class Out:
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+@pytest.mark.parametrize('wrap', [lambda l, o: dict(loss=l, logits=o), lambda l, o: Out(l, o)])
+def test_dict_and_dataclass_outputs_with_their_own_loss_record_the_plain_models_figures(data, wrap):
+    x, y = data
+    class Net(nn.Module):
+        def __init__(self): super().__init__(); self.lin = nn.Linear(5, 4)
+        def forward(self, x, labels): o = self.lin(x); return wrap(F.cross_entropy(o, labels), o)
+    class OwnLoss(Callback):
+        def predict(self, learn): learn.preds = learn.model(**learn.batch)
+        def get_loss(self, learn): learn.loss = learn.preds['loss'] if isinstance(learn.preds, dict) else learn.preds.loss
+    dicts = [dict(x=xb, labels=yb) for xb, yb in uneven_batches(x, y, [32, 32, 32, 4])]
+    torch.manual_seed(0)
+    learn = Learner(Net(), SimpleNamespace(train=dicts, valid=dicts), lr=0.5, cbs=[OwnLoss(), MetricsCB(MulticlassAccuracy(), acc=acc)])
+    learn.fit(2)
+    torch.manual_seed(0)
+    ref = Learner(nn.Linear(5, 4), SimpleNamespace(train=uneven_batches(x, y, [32, 32, 32, 4]), valid=uneven_batches(x, y, [32, 32, 32, 4])),
+                  lr=0.5, cbs=MetricsCB(MulticlassAccuracy(), acc=acc))
+    ref.fit(2)
+    assert learn.history == pytest.approx(ref.history)
+
+def test_preds_func_picks_another_head(data):
+    x, y = data
+    class TwoHeads(nn.Module):
+        def __init__(self): super().__init__(); self.a, self.b = nn.Linear(5, 4), nn.Linear(5, 4)
+        def forward(self, x): return dict(a=self.a(x), b=self.b(x))
+    model = TwoHeads()
+    learn = Learner(model, SimpleNamespace(train=[], valid=[(x, y)]), loss_func=lambda o, y: F.cross_entropy(o['a'], y),
+                    cbs=MetricsCB(MulticlassAccuracy(), preds_func=lambda o: o['b']))
+    learn.fit(1)
+    with torch.no_grad(): assert learn.history[0]['accuracy'] == pytest.approx(multiclass_accuracy(model.b(x), y).item())
+    with pytest.raises(TypeError, match='pass MetricsCB\\(preds_func=...\\)'):
+        Learner(model, SimpleNamespace(train=[], valid=[(x, y)]), loss_func=lambda o, y: F.cross_entropy(o['a'], y),
+                cbs=MetricsCB(MulticlassAccuracy())).fit(1)
+
+def test_metrics_without_targets_say_so(data):
+    x, _ = data
+    learn = Learner(nn.Linear(5, 4), SimpleNamespace(train=[], valid=[(x,)]), loss_func=lambda p: p.sum(), cbs=MetricsCB(acc=acc))
+    with pytest.raises(ValueError, match='metrics need targets'): learn.fit(1)

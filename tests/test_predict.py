@@ -1,5 +1,5 @@
 "`get_preds`, `predict_batch`, `tta` and `ClassificationInterpretation` against plain PyTorch, on any loader and under torchrun."
-import importlib.util, io
+import dataclasses, importlib.util, io
 from contextlib import redirect_stdout
 from functools import partial
 from pathlib import Path
@@ -135,6 +135,68 @@ def test_only_callbacks_marked_inference_run_and_the_learner_is_left_as_it_was()
     assert learn.history == history and list(learn.cbs) == cbs and learn.model.training
     learn.fit(1)                                            # and it still trains
     assert len(learn.history) == 2
+
+class Twice(Callback):
+    "Replaces the forward step (the model's outputs, doubled): it is how this model predicts."
+    def __init__(self, inference=None):
+        if inference is not None: self.inference = inference
+    def predict(self, learn): learn.preds = learn.model(learn.xb[0]) * 2
+
+@pytest.mark.parametrize('inference', [None, True, False])
+def test_a_callback_replacing_a_step_runs_in_get_preds_unless_it_opts_out(learn, inference):
+    learn.cbs.append(cb := Twice(inference))
+    try: probs, _ = learn.get_preds(act=noop)
+    finally: learn.cbs.remove(cb)
+    with torch.no_grad(): ref = learn.model(learn.dls.valid.tensors[0])
+    assert_close(probs, ref * (1 if inference is False else 2))
+
+@dataclasses.dataclass
+class Out:
+    logits: torch.Tensor
+    loss: torch.Tensor = None
+    extra: object = None
+
+@pytest.mark.parametrize('kind', ['dict', 'dataclass'])
+def test_structured_outputs_come_back_collated_field_by_field(kind):
+    "A model on dict batches returning a dict or a dataclass with its own loss: each field concatenated over the batches, the per-batch loss stacked."
+    x, y = data(50)
+    class Net(nn.Module):
+        def __init__(self): super().__init__(); self.m = model()
+        def forward(self, x, labels):
+            o = self.m(x); l = F.cross_entropy(o, labels)
+            return dict(logits=o, loss=l, parts=(o[:, :1], o[:, 1:])) if kind == 'dict' else Out(o, l)
+    class Step(Callback):
+        def predict(self, learn): learn.preds = learn.model(**learn.batch)
+        def get_loss(self, learn): learn.loss = learn.preds['loss'] if kind == 'dict' else learn.preds.loss
+    batches = [dict(x=x[i:i+16], labels=y[i:i+16]) for i in range(0, 50, 16)]
+    learn = Learner(net := Net(), DataLoaders(batches, batches), cbs=Step())
+    out, targs = learn.get_preds()
+    net.eval()
+    with torch.no_grad(): ref = net.m(x)
+    logits, loss = (out['logits'], out['loss']) if kind == 'dict' else (out.logits, out.loss)
+    assert type(out) is (dict if kind == 'dict' else Out) and torch.equal(targs, y)
+    assert_close(logits, ref)                                                       # not through an activation
+    assert_close(loss, torch.stack([F.cross_entropy(ref[i:i+16], y[i:i+16]) for i in range(0, 50, 16)]))
+    if kind == 'dict': assert_close(torch.cat(out['parts'], 1), ref)
+    else: assert out.extra is None
+    with pytest.raises(ValueError, match='Step replaces the loss step'): learn.get_preds(with_loss=True)
+    with pytest.raises(TypeError, match='tta averages tensor predictions'): learn.tta(augment=lambda t: t)
+    x2, _, _ = learn.get_preds(with_input=True)
+    assert list(x2) == ['x'] and torch.equal(x2['x'], x)                             # a dict batch's inputs
+
+def test_dict_batches_with_the_default_steps():
+    "The default steps pass a dict batch's inputs by name and its `labels` to the loss."
+    x, y = data(50)
+    class Net(nn.Module):
+        def __init__(self): super().__init__(); self.m = model()
+        def forward(self, pixels): return self.m(pixels)
+    batches = [dict(pixels=x[i:i+16], labels=y[i:i+16]) for i in range(0, 50, 16)]
+    learn = Learner(net := Net(), DataLoaders(batches, batches), cbs=MetricsCB(MulticlassAccuracy()))
+    learn.fit(1)
+    probs, targs, losses = learn.get_preds(with_loss=True)
+    assert torch.equal(targs, y) and losses.mean().item() == pytest.approx(learn.history[-1]['loss'], abs=1e-6)
+    assert_close(probs, softmax_of(learn, x))
+    assert_close(learn.tta(augment=lambda t: t)[0], probs)
 
 def test_get_preds_runs_under_mixed_precision_and_returns_float32():
     learn = learner(cbs=[MixedPrecisionCB()])
@@ -279,6 +341,7 @@ def _close(a, b):
     if isinstance(a, (tuple, list)):
         assert len(a) == len(b)
         for u, v in zip(a, b): _close(u, v)
+    elif isinstance(a, dict): assert a.keys() == b.keys(); _close(list(a.values()), list(b.values()))
     elif isinstance(a, torch.Tensor): assert a.dtype == b.dtype; assert_close(a, b, rtol=0, atol=1e-5)
     else: assert a == b
 
@@ -286,5 +349,5 @@ def _close(a, b):
 def test_two_processes_each_return_what_one_process_returns(two_ranks, case):
     with redirect_stdout(io.StringIO()): ref = ddp_preds.results(*ddp_preds.CASES[case], ddp=False)
     for r in two_ranks[case]:
-        for k in ('preds', 'listed', 'tta', 'batch', 'item'): _close(r[k], ref[k])
+        for k in ('preds', 'listed', 'dicts', 'tta', 'batch', 'item'): _close(r[k], ref[k])
         assert torch.equal(r['preds'][2], ref['preds'][2])     # targets: exactly the loader's, in its order
