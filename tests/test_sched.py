@@ -182,8 +182,8 @@ def test_scheduler_factory_must_be_callable():
     with pytest.raises(TypeError, match='scheduler_factory must be callable'): BatchSchedulerCB('cosine')
 
 # ---- ParamSchedulerCB and one-cycle
-def test_param_scheduler_sets_lr_and_momentum_on_every_group_before_each_batch():
-    m = model()
+def test_param_scheduler_scales_each_groups_lr_and_sets_momentum_before_each_batch():
+    m = model()   # group 0 starts at lr=0.1, group 1 at 1: the LR schedule keeps that ratio, momentum is the same for both
     opt_func = lambda ps, lr: torch.optim.SGD([{'params': list(m[0].parameters())}, {'params': list(m[3].parameters()), 'lr': 1.}], lr=lr)
     vals = []
     class GroupSpy(Callback):
@@ -192,7 +192,8 @@ def test_param_scheduler_sets_lr_and_momentum_on_every_group_before_each_batch()
     Learner(m, data(), opt_func=opt_func, cbs=[cb, GroupSpy()]).fit(2)
     assert len(vals) == 8
     for i, groups in enumerate(vals):
-        for lr, mom in groups: assert (lr, mom) == (pytest.approx(0.1 - 0.08*i/8), pytest.approx(0.5*1.8**(i/8)))
+        for (lr, mom), scale in zip(groups, (0.1, 1.)):
+            assert (lr, mom) == (pytest.approx(scale*(0.1 - 0.08*i/8)), pytest.approx(0.5*1.8**(i/8)))
 
 def test_param_scheduler_sets_first_beta_for_adam():
     spy = Spy()
