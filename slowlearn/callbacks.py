@@ -195,9 +195,9 @@ class MixHandler(Callback):
         self.mixing = learn.training
         if not learn.training: return
         x,y,*rest = learn.batch
-        perm = torch.randperm(len(x)).to(x.device)
-        self.y1 = y[perm]
-        learn.batch = (self.mix(x, x[perm]), y, *rest)
+        self.perm = torch.randperm(len(x)).to(x.device)   # each example's partner
+        self.y1 = y[self.perm]
+        learn.batch = (self.mix(x, x[self.perm]), y, *rest)
 
     def mixed_loss(self, pred, *ys):
         "The learner's loss; for a mixed batch, the per-sample losses against both labels blended by `lam`, averaged."

@@ -225,15 +225,16 @@ class MomentumCB(Callback):
         for m in (momentum if isinstance(momentum, (list, tuple)) else [momentum]): _check_hypers(dict(momentum=m))
         store_attr()
 
+    def _moms(self, n): return list(self.momentum) if isinstance(self.momentum, (list, tuple)) else [self.momentum]*n
+
     def before_fit(self, learn):
-        n = len(learn.opt.param_groups)
-        self.moms = list(self.momentum) if isinstance(self.momentum, (list, tuple)) else [self.momentum]*n
-        if len(self.moms) != n: raise ValueError(f"MomentumCB got {len(self.moms)} momentums but the optimizer has {n} param groups")
+        if len(ms := self._moms(n := len(learn.opt.param_groups))) != n:
+            raise ValueError(f"MomentumCB got {len(ms)} momentums but the optimizer has {n} param groups")
         learn.model.zero_grad()  # don't carry a running sum over from an earlier fit
 
     @torch.no_grad()
     def zero_grad(self, learn):
-        for g,m in zip(learn.opt.param_groups, self.moms):
+        for g,m in zip(learn.opt.param_groups, self._moms(len(learn.opt.param_groups))):
             if grads := [p.grad for p in g['params'] if p.grad is not None]: torch._foreach_mul_(grads, m)
 
 # %% ../nbs/05_optim.ipynb #17667808
