@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['bn_params', 'FreezeCB']
 
-# %% ../nbs/15_finetune.ipynb #e513a37b
+# %% ../nbs/15_finetune.ipynb #42fe4a57
 from numbers import Real
 from torch import nn
 from fastcore.basics import patch
@@ -13,7 +13,7 @@ from .core import _check_int
 from .layers import BatchNorm
 from .sched import ParamSchedulerCB, combine_scheds, one_cycle_scheds, n_groups, _check_pos
 
-# %% ../nbs/15_finetune.ipynb #cc1abb68
+# %% ../nbs/15_finetune.ipynb #ce6dfd95
 _bn_types = (nn.modules.batchnorm._BatchNorm, BatchNorm)
 
 def bn_params(model):
@@ -41,7 +41,7 @@ def unfreeze(self:Learner):
     "Make every parameter trainable."
     self.freeze_to(0)
 
-# %% ../nbs/15_finetune.ipynb #ad8c7d3e
+# %% ../nbs/15_finetune.ipynb #ef19a533
 class FreezeCB(Callback):
     "Train with all param groups but the last frozen for the first `epochs` epochs of the fit, then with all unfrozen."
     order = -20   # before anything that looks at the parameters
