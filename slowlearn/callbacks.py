@@ -202,21 +202,21 @@ class MixHandler(Callback):
 # %% ../nbs/10a_callbacks.ipynb #42ad5172
 class MixUpCB(MixHandler):
     "MixUp: train on `lam*x + (1-lam)*x_partner`, `lam ~ Beta(alpha, alpha)` per example (the larger of `lam`, `1-lam`), with the loss blended alike."
-    def mix(self, x, x1):
+    def mix(self, x, other):
         lam = self.distrib.sample((len(x),)).to(x.device)
         self.lam = torch.maximum(lam, 1 - lam)
-        return torch.lerp(x1, x, self.lam.view(-1, *[1]*(x.ndim - 1)).to(x.dtype))
+        return torch.lerp(other, x, self.lam.view(-1, *[1]*(x.ndim - 1)).to(x.dtype))
 
 class CutMixCB(MixHandler):
     "CutMix: paste a rectangle of a partner image covering about `1-lam` of each image, `lam ~ Beta(alpha, alpha)`; the loss weighs the labels by area."
     def __init__(self, alpha=1.): super().__init__(alpha)
-    def mix(self, x, x1):
+    def mix(self, x, other):
         H,W = x.shape[-2:]
         cut = (1 - float(self.distrib.sample()))**0.5
         h,w = round(H*cut),round(W*cut)
-        cy,cx = int(torch.randint(H, ())),int(torch.randint(W, ()))
-        y0,y1,x0,x1_ = max(cy - h//2, 0),min(cy + h - h//2, H),max(cx - w//2, 0),min(cx + w - w//2, W)
+        cy,cx = int(torch.randint(H, ())),int(torch.randint(W, ()))   # the centre; the rectangle is clipped at the borders
+        top,bottom,left,right = max(cy - h//2, 0),min(cy + h - h//2, H),max(cx - w//2, 0),min(cx + w - w//2, W)
         x = x.clone()
-        x[..., y0:y1, x0:x1_] = x1[..., y0:y1, x0:x1_]
-        self.lam = torch.tensor(1 - (y1 - y0)*(x1_ - x0)/(H*W), device=x.device)   # the share of its own image each keeps
+        x[..., top:bottom, left:right] = other[..., top:bottom, left:right]
+        self.lam = torch.tensor(1 - (bottom - top)*(right - left)/(H*W), device=x.device)   # the share of its own image each keeps
         return x

@@ -4,7 +4,6 @@
 __all__ = ['bn_params', 'FreezeCB']
 
 # %% ../nbs/15_finetune.ipynb #42fe4a57
-from numbers import Real
 from torch import nn
 from fastcore.basics import patch
 from fastcore.foundation import L
