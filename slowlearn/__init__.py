@@ -22,7 +22,8 @@ from .callbacks import *
 from .experiments import *
 from .distributed import *
 from .resnet import *
+from .finetune import *
 
 # %% ../nbs/99_package.ipynb #75aeaf58
-_modules = 'core data learner metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet'.split()
+_modules = 'core data learner metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet finetune'.split()
 __all__ = sorted({n for m in _modules for n in sys.modules[f'slowlearn.{m}'].__all__})

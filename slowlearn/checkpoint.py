@@ -314,7 +314,7 @@ def load(self:Learner, path, with_opt=True):
     ck = _check_state(load_checkpoint(path), path, ('slowlearn-model', _FORMAT), ['model'])
     load_model_state(self.model, ck['model'], path)
     if with_opt and 'opt' in ck:
-        if self.opt is None: self.opt = self.opt_func(self.model.parameters(), self.lr)
+        if self.opt is None: self.opt = self.make_opt()   # with `splitter`'s param groups, as a fit makes it
         try: self.opt.load_state_dict(ck['opt'])
         except (ValueError, KeyError) as e: raise CheckpointError(f"{path}: its optimizer state doesn't fit this learner's optimizer ({e})") from None
     return self

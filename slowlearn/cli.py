@@ -44,6 +44,7 @@ def parser():
     f.add_argument('--lr', type=_num(float, 0, strict=True), default=1e-2, help='peak learning rate of the one-cycle schedule, > 0 (default: 0.01)')
     f.add_argument('--bs', type=_num(int, 1), default=512, help='batch size, >= 1 (default: 512)')
     f.add_argument('--wd', type=_num(float, 0), default=1e-2, help='AdamW weight decay, >= 0 (default: 0.01)')
+    f.add_argument('--label-smoothing', type=_num(float, 0), default=0., help='label smoothing of the cross-entropy loss, in [0, 1) (default: 0)')
     f.add_argument('--data', default=None, help='folder with the four Fashion-MNIST IDX .gz files '
                    '(default: $SLOWLEARN_DATA/fashion_mnist, else the user cache, downloading there)')
     f.add_argument('--n-train', type=_num(int, 1), default=None, help='train on the first N training images only (default: all 60,000)')
@@ -66,7 +67,7 @@ def parser():
                    'operators and write a Chrome/Perfetto trace (trace.json) and the table (ops.txt) into the run folder')
     return p
 
-_FLAGS = 'epochs lr bs wd data seed patience accumulate n_train n_valid'.split()   # the options that are TrainConfig settings
+_FLAGS = 'epochs lr bs wd label_smoothing data seed patience accumulate n_train n_valid'.split()   # the options that are TrainConfig settings
 
 def fit_cmd(args):
     "Run `slowlearn fit` with parsed `args`: the `TrainConfig` that the options, or the file `--config`, describe."

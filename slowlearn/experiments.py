@@ -120,6 +120,7 @@ class TrainConfig:
     warmup: float = 0.25               # fraction of the training steps spent warming up, in [0, 1) (> 0 for 'one_cycle')
     opt: str = 'adamw'                 # slowlearn's 'adamw', or 'sgd' (`Momentum`, 0.9; one-cycle cycles it like Adam's beta1)
     wd: float = 1e-2                   # weight decay
+    label_smoothing: float = 0.        # cross-entropy's label smoothing, in [0, 1)
     seed: int = 0                      # seeds the initial weights and the data order
     deterministic: bool = False        # only deterministic torch algorithms
     patience: int | None = None        # stop after this many epochs without a better validation loss (`EarlyStoppingCB`)
@@ -138,7 +139,8 @@ class TrainConfig:
             if (v := getattr(self, k)) is None and k in ('n_train', 'n_valid', 'patience'): continue
             _check_int(k, v, lo, hi)
             setattr(self, k, int(v))    # a NumPy integer becomes a JSON-ready int
-        for k,ok,rng in (('lr', lambda v: v > 0, '> 0'), ('wd', lambda v: v >= 0, '>= 0'), ('warmup', lambda v: 0 <= v < 1, 'in [0, 1)')):
+        for k,ok,rng in (('lr', lambda v: v > 0, '> 0'), ('wd', lambda v: v >= 0, '>= 0'), ('warmup', lambda v: 0 <= v < 1, 'in [0, 1)'),
+                         ('label_smoothing', lambda v: 0 <= v < 1, 'in [0, 1)')):
             v = getattr(self, k)
             if not (isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and ok(v)): raise ValueError(f"{k} must be a number {rng}, got {v!r}")
             setattr(self, k, float(v))
@@ -204,6 +206,7 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True, ckpt_dir=No
     # every process loads checkpoints when resuming, only the main one writes them
     if cfg.checkpoint and ckpt_dir is not None: run_cbs.append(CheckpointCB(ckpt_dir, every_n_epochs=1 if is_main_process() else None))
     learn = Learner(model, dls, lr=cfg.lr, opt_func=opt_func, cbs=run_cbs + list(cbs or []))
+    if cfg.label_smoothing: learn.loss_func = partial(torch.nn.functional.cross_entropy, label_smoothing=cfg.label_smoothing)
     if cfg.sched == 'one_cycle': learn.fit_one_cycle(cfg.epochs, cfg.lr, pct_start=cfg.warmup, resume=resume)
     else: learn.fit(cfg.epochs, resume=resume)
     if out is not None and is_main_process():

@@ -2,7 +2,8 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'default_device', 'to_device', 'model_device', 'DeviceCB', 'VirtualEpochs', 'LoadAtFitMixin']
+           'Learner', 'param_groups', 'group_lrs', 'default_device', 'to_device', 'model_device', 'DeviceCB',
+           'VirtualEpochs', 'LoadAtFitMixin']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
@@ -64,11 +65,12 @@ _train_only = _loop[_loop.index('backward'):_loop.index('zero_grad') + 1]
 # %% ../nbs/02_learner.ipynb #151a73c4
 class Learner:
     "Train `model` on `dls` with `loss_func` and an optimizer made by `opt_func` at the first fit, extended by callbacks `cbs`."
-    def __init__(self, model, dls, loss_func=F.cross_entropy, lr=0.1, cbs=None, opt_func=torch.optim.SGD):
+    def __init__(self, model, dls, loss_func=F.cross_entropy, lr=0.1, cbs=None, opt_func=torch.optim.SGD, splitter=None):
         if not callable(loss_func): raise TypeError(f"loss_func must be callable, got {type(loss_func).__name__}")
         if not callable(opt_func): raise TypeError(f"opt_func must be callable, got {type(opt_func).__name__}")
+        if splitter is not None and not callable(splitter): raise TypeError(f"splitter must be None or a function of the model, got {type(splitter).__name__}")
         _check_lr(lr)
-        self.model,self.dls,self.loss_func,self.lr,self.opt_func = model,dls,loss_func,lr,opt_func
+        self.model,self.dls,self.loss_func,self.lr,self.opt_func,self.splitter = model,dls,loss_func,lr,opt_func,splitter
         self.cbs,self.opt,self.history,self._handlers,self._train = L(cbs),None,[],{},None
 
     def callback(self, event):
@@ -147,7 +149,7 @@ class Learner:
             self._train = VirtualEpochs(self.dls.train, steps_per_epoch) if steps_per_epoch else self.dls.train
             n_iter = _len(self._train)
             self.n_epochs,self.epochs,self.history = n_epochs,range(n_epochs),[]
-            self.fit_args = dict(n_epochs=n_epochs, lr=lr, train=train, valid=valid, steps_per_epoch=steps_per_epoch)
+            self.fit_args = dict(n_epochs=n_epochs, lr=[lr.start, lr.stop] if isinstance(lr, slice) else lr, train=train, valid=valid, steps_per_epoch=steps_per_epoch)
             self.resume,self.steps_per_epoch,self.n_iter,self.n_steps = resume,steps_per_epoch,n_iter,n_iter
             self.start_epoch = self.start_iter = self.train_iter = 0
             self._set_opt(lr, reset_opt)
@@ -156,13 +158,20 @@ class Learner:
             for cb in cbs: self.cbs.remove(cb)
             self._handlers,self._train = {},None   # a virtual epoch's stream may hold loader workers
 
+    def make_opt(self, lr=None):
+        "A new optimizer from `opt_func`, with a param group per group of `splitter` (one for the whole model by default) at its rate from `lr`."
+        groups = param_groups(self.model, self.splitter)
+        lrs = group_lrs(_check_lr(ifnone(lr, self.lr)), len(groups))
+        if len(groups) == 1 and isinstance(groups[0], list): return self.opt_func(groups[0], lrs[0])
+        return self.opt_func([{**(g if isinstance(g, dict) else dict(params=g)), 'lr': r} for g,r in zip(groups, lrs)], lrs[-1])
+
     def _set_opt(self, lr, reset):
-        "Make the optimizer if there is none or `reset`, else set the LR of the one the learner has (its state carries on)."
-        if reset or self.opt is None: self.opt = self.opt_func(self.model.parameters(), lr); return
+        "Make the optimizer if there is none or `reset`, else set the LR of each param group of the one the learner has (its state carries on)."
+        if reset or self.opt is None: self.opt = self.make_opt(lr); return
         own = {id(p) for p in self.model.parameters()}
         if not any(id(p) in own for g in self.opt.param_groups for p in g['params']):
             raise ValueError("learn.opt holds none of learn.model's parameters (was the model replaced?): fit(..., reset_opt=True) makes a new optimizer")
-        for g in self.opt.param_groups: g['lr'] = lr
+        for g,r in zip(self.opt.param_groups, group_lrs(lr, len(self.opt.param_groups))): g['lr'] = r
 
     def show_training_loop(self, cbs=None):
         "Print the events and steps of a fit in the order they happen, with the callbacks (plus `cbs`) that run at each."
@@ -212,9 +221,42 @@ def _len(dl):
     except TypeError: return None
 
 def _check_lr(lr):
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr >= 0:
-        raise ValueError(f"lr must be a number >= 0, got {lr!r}")
+    "`lr` if it is a number >= 0, a `slice(lo, hi)` or `slice(hi)` of such, or a non-empty list of them (one per param group)."
+    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+    if isinstance(lr, slice): good = lr.step is None and ok(lr.stop) and (lr.start is None or ok(lr.start) and lr.start > 0)
+    elif isinstance(lr, (list, tuple)): good = len(lr) > 0 and all(map(ok, lr))
+    else: good = ok(lr)
+    if not good:
+        raise ValueError(f"lr must be a number >= 0, a slice(lo, hi) with lo > 0, a slice(hi) or a list of them (one per param group), got {lr!r}")
     return lr
+
+# %% ../nbs/02_learner.ipynb #0c639ea2
+def param_groups(model, splitter=None):
+    "`splitter(model)` (default: all of `model`'s parameters in one group) as a list of groups, checked to hold each parameter of `model` once."
+    if splitter is None: return [list(model.parameters())]
+    groups = [g if isinstance(g, dict) else list(g) for g in splitter(model)]
+    if not groups: raise ValueError("splitter returned no parameter groups")
+    names,seen = {id(p): n for n,p in model.named_parameters()},{}
+    for i,g in enumerate(groups):
+        for p in (g['params'] if isinstance(g, dict) else g):
+            if id(p) not in names: raise ValueError(f"splitter's group {i} holds a parameter of shape {tuple(p.shape)} that is not in the model")
+            if id(p) in seen: raise ValueError(f"splitter puts parameter {names[id(p)]!r} in groups {seen[id(p)]} and {i}: each must be in one group")
+            seen[id(p)] = i
+    if missed := [n for i,n in names.items() if i not in seen]:
+        raise ValueError(f"splitter leaves out {len(missed)} parameter(s) of the model, e.g. {missed[:3]}: every parameter must be in a group")
+    return groups
+
+def group_lrs(lr, n):
+    "One learning rate per param group of `n`: a number for all, `slice(lo, hi)` geometric from `lo` to `hi`, `slice(hi)` `hi/10` but the last, a list as it is."
+    if isinstance(lr, (list, tuple)):
+        if len(lr) != n: raise ValueError(f"lr has {len(lr)} learning rates but there are {n} parameter groups (see Learner's splitter)")
+        return list(lr)
+    if not isinstance(lr, slice): return [lr]*n
+    if lr.start is None: return [lr.stop/10]*(n - 1) + [lr.stop]
+    if n == 1:
+        if lr.start != lr.stop: raise ValueError(f"lr={lr!r} spreads rates over parameter groups, but there is only one: pass Learner(..., splitter=...) or a number")
+        return [lr.stop]
+    return [lr.start*(lr.stop/lr.start)**(i/(n - 1)) for i in range(n - 1)] + [lr.stop]
 
 # %% ../nbs/02_learner.ipynb #c91cc2ec
 def default_device():

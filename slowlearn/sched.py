@@ -2,7 +2,8 @@
 
 # %% auto #0
 __all__ = ['BaseSchedulerCB', 'BatchSchedulerCB', 'EpochSchedulerCB', 'RecorderCB', 'sched_lin', 'sched_cos', 'sched_exp',
-           'combine_scheds', 'ParamSchedulerCB', 'warmup_cosine', 'SuggestedLRs', 'LRFinderCB']
+           'combine_scheds', 'ParamSchedulerCB', 'n_groups', 'one_cycle_scheds', 'warmup_cosine', 'SuggestedLRs',
+           'LRFinderCB']
 
 # %% ../nbs/08_sched.ipynb #f5e04df8
 import math, copy, bisect
@@ -13,7 +14,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
-from .learner import Learner, Callback, LoadAtFitMixin, CancelFitException, CancelEpochException, _len
+from .learner import Learner, Callback, LoadAtFitMixin, CancelFitException, CancelEpochException, _len, _check_lr, param_groups, group_lrs
 from .core import _is_int
 from .metrics import MetricsCB
 
@@ -78,14 +79,14 @@ def _set_hyper(g, name, v):
 
 # %% ../nbs/08_sched.ipynb #dbc1bc4a
 class RecorderCB(Callback):
-    "Record the loss and named values per training batch; a getter is a key of the first param group or a function of the learner."
+    "Record the loss and named values per training batch; a getter is a key of the last param group or a function of the learner."
     def __init__(self, **getters):
         for k,g in getters.items():
             if not (callable(g) or isinstance(g, str)): raise TypeError(f"getter {k!r} must be a param-group key or a function of the learner, got {type(g).__name__}")
             if k == 'loss': raise ValueError("'loss' is always recorded; pass the getter under another name")
         self.getters,self.recs,self._keep,self._in_fit = getters,{'loss': [], **{k: [] for k in getters}},False,False
 
-    def _get(self, learn, g): return _get_hyper(learn.opt.param_groups[0], g) if isinstance(g, str) else g(learn)
+    def _get(self, learn, g): return _get_hyper(learn.opt.param_groups[-1], g) if isinstance(g, str) else g(learn)  # the last group: the head
 
     def before_fit(self, learn):
         if not self._keep: self.recs = {k: [] for k in self.recs}
@@ -152,11 +153,12 @@ def combine_scheds(pcts, scheds):
 
 # %% ../nbs/08_sched.ipynb #6d965e81
 class ParamSchedulerCB(Callback):
-    "Before each training batch set hyperparameter `k` of every param group to `scheds[k](pos)`, `pos` = steps taken / `total_steps`."
+    "Before each training batch set hyperparameter `k` of the param groups to `scheds[k](pos)` (a list: one schedule per group), `pos` = steps taken / `total_steps`."
     def __init__(self, scheds, optional=(), total_steps=None):
         if not isinstance(scheds, dict) or not scheds: raise TypeError(f"scheds must be a non-empty dict of name: schedule, got {scheds!r}")
         for k,f in scheds.items():
-            if not callable(f): raise TypeError(f"schedule for {k!r} must be a function of the position in [0, 1], got {type(f).__name__}")
+            if not (callable(f) or isinstance(f, (list, tuple)) and f and all(map(callable, f))):
+                raise TypeError(f"schedule for {k!r} must be a function of the position in [0, 1] or a list of them (one per param group), got {type(f).__name__}")
         if total_steps is not None and (not _is_int(total_steps) or total_steps < 1):
             raise ValueError(f"total_steps must be None or an integer >= 1, got {total_steps!r}")
         self.scheds,self.optional,self.total_steps = dict(scheds),set(optional),total_steps
@@ -166,16 +168,26 @@ class ParamSchedulerCB(Callback):
         self.total = self.total_steps or (None if learn.n_steps is None else learn.n_epochs*learn.n_steps)
         if self.total is None: raise ValueError("ParamSchedulerCB needs the fit's number of optimizer steps, and the training loader "
                                                 "has no len(): pass steps_per_epoch (to fit or fit_one_cycle) or total_steps")
-        for g in learn.opt.param_groups:
+        gs = learn.opt.param_groups
+        for g in gs:
             for k in self.scheds:
                 if k not in self.optional: _hyper_key(g, k)
+        for k,f in self.scheds.items():
+            if isinstance(f, (list, tuple)) and len(f) != len(gs): raise ValueError(f"{len(f)} schedules for {k!r}, but the optimizer has {len(gs)} param groups")
+        # one LR schedule scales each group's own rate: by its ratio to the last group's at the start of the fit
+        top = gs[-1].get('lr', 0)
+        self.lr_scales = [g['lr']/top if top else 1. for g in gs]
+
+    def _values(self, k, f, pos):
+        if isinstance(f, (list, tuple)): return [o(pos) for o in f]
+        v = f(pos)
+        return [v*s for s in self.lr_scales] if k == 'lr' else [v]*len(self.lr_scales)
 
     def before_batch(self, learn):
         if not learn.training: return
         pos = min(learn.train_iter/self.total, 1.) if self.total else 1.
         for k,f in self.scheds.items():
-            v = f(pos)
-            for g in learn.opt.param_groups:
+            for g,v in zip(learn.opt.param_groups, self._values(k, f, pos)):
                 if k not in self.optional or _has_hyper(g, k): _set_hyper(g, k, v)
 
 # %% ../nbs/08_sched.ipynb #823b4b79
@@ -183,19 +195,31 @@ def _check_pos(name, v):
     if not isinstance(v, Real) or isinstance(v, bool) or not v > 0: raise ValueError(f"{name} must be a number > 0, got {v!r}")
     return v
 
+def n_groups(learn):
+    "The number of param groups `learn`'s optimizer has, or will have when its first fit makes it."
+    return len(learn.opt.param_groups) if learn.opt is not None else len(param_groups(learn.model, learn.splitter))
+
+def one_cycle_scheds(lrs, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95)):
+    "`ParamSchedulerCB` schedules of one cycle peaking at `lrs[i]` for param group `i` (a single schedule for a single group)."
+    if not isinstance(pct_start, Real) or not 0 < pct_start < 1: raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+    _check_pos('div', div); _check_pos('div_final', div_final)
+    for v in lrs: _check_pos('lr_max', v)
+    if moms is not None and len(moms) != 3: raise ValueError(f"moms must be 3 values (start, middle, end) or None, got {moms!r}")
+    phases = [pct_start, 1 - pct_start]
+    lr = [combine_scheds(phases, [sched_cos(hi/div, hi), sched_cos(hi, hi/div_final)]) for hi in lrs]
+    scheds = {'lr': lr[0] if len(lr) == 1 else lr}
+    if moms is not None: scheds['momentum'] = combine_scheds(phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
+    return scheds
+
 @patch
 def fit_one_cycle(self:Learner, n_epochs, lr_max=None, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95), cbs=None,
                   resume=None, steps_per_epoch=None, total_steps=None):
-    "Fit with one cycle: LR from `lr_max/div` up to `lr_max` over `pct_start` of the steps (`total_steps` if given), then down to `lr_max/div_final`; momentum the opposite way."
-    lr_max = _check_pos('lr_max', ifnone(lr_max, self.lr))
-    if not isinstance(pct_start, Real) or not 0 < pct_start < 1: raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
-    _check_pos('div', div); _check_pos('div_final', div_final)
-    if moms is not None and len(moms) != 3: raise ValueError(f"moms must be 3 values (start, middle, end) or None, got {moms!r}")
-    phases = [pct_start, 1 - pct_start]
-    scheds = {'lr': combine_scheds(phases, [sched_cos(lr_max/div, lr_max), sched_cos(lr_max, lr_max/div_final)])}
-    if moms is not None: scheds['momentum'] = combine_scheds(phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
-    self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'], total_steps=total_steps)] + list(L(cbs)), lr=lr_max/div,
-             resume=resume, steps_per_epoch=steps_per_epoch)
+    "Fit with one cycle: LR from `lr_max/div` up to `lr_max` over `pct_start` of the steps (`total_steps` if given), then down to `lr_max/div_final`; momentum the opposite way. A slice or list `lr_max`: one cycle per param group."
+    lr_max = ifnone(lr_max, self.lr)
+    lrs = [lr_max] if isinstance(lr_max, Real) else group_lrs(_check_lr(lr_max), n_groups(self))
+    scheds = one_cycle_scheds(lrs, pct_start, div, div_final, moms)
+    self.fit(n_epochs, cbs=[ParamSchedulerCB(scheds, optional=['momentum'], total_steps=total_steps)] + list(L(cbs)),
+             lr=lrs[0]/div if len(lrs) == 1 else [hi/div for hi in lrs], resume=resume, steps_per_epoch=steps_per_epoch)
 
 # %% ../nbs/08_sched.ipynb #37979659
 def warmup_cosine(lr, warmup_steps, total_steps):
@@ -228,12 +252,16 @@ class LRFinderCB(Callback):
         self.start_lr,self.end_lr,self.num_it,self.stop_div,self.div,self.beta = start_lr,end_lr,num_it,stop_div,div,beta
         self.lrs,self.losses,self.smooth = [],[],[]
 
-    def before_fit(self, learn): self.lrs,self.losses,self.smooth,self.best,self._avg = [],[],[],math.inf,0.
+    def before_fit(self, learn):
+        self.lrs,self.losses,self.smooth,self.best,self._avg = [],[],[],math.inf,0.
+        gs = learn.opt.param_groups   # the LR grown is the last group's; the others keep their ratio to it
+        top = gs[-1].get('lr')
+        self.scales = [g['lr']/top if top else 1. for g in gs]
     def before_epoch(self, learn):
         if not learn.training: raise CancelEpochException()
     def before_batch(self, learn):
         self.lr = self.start_lr * (self.end_lr/self.start_lr)**(len(self.lrs)/(self.num_it - 1))
-        for g in learn.opt.param_groups: g['lr'] = self.lr
+        for g,s in zip(learn.opt.param_groups, self.scales): g['lr'] = self.lr*s
 
     def after_batch(self, learn):
         loss = learn.loss.item()
@@ -282,7 +310,9 @@ def lr_find(self:Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, 
     cb = LRFinderCB(start_lr, end_lr, num_it, stop_div)
     if _len(self.dls.train) == 0: raise ValueError("lr_find needs training batches, but dls.train is empty")
     model_sd,was_training,opt,history = copy.deepcopy(self.model.state_dict()),self.model.training,self.opt,self.history
-    try: self.fit(1, valid=False, cbs=cb, lr=start_lr, steps_per_epoch=num_it, reset_opt=True)
+    lrs = group_lrs(self.lr, n_groups(self))   # with param groups, each keeps its ratio to the last from `self.lr`
+    lr = start_lr if len(lrs) == 1 else [start_lr*(r/lrs[-1] if lrs[-1] else 1.) for r in lrs]
+    try: self.fit(1, valid=False, cbs=cb, lr=lr, steps_per_epoch=num_it, reset_opt=True)
     finally:
         # the learner's own optimizer was set aside, untouched: a fresh one ran the search
         self.model.load_state_dict(model_sd); self.model.train(was_training)

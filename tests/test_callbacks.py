@@ -329,3 +329,52 @@ def test_profiler_warns_when_the_fit_is_too_short(tmp_path):
                                      (dict(warmup=1.5), 'warmup must be an integer >= 0'), (dict(row_limit=0), 'row_limit must be an integer >= 1')])
 def test_profiler_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg): ProfilerCB(**kw)
+
+# ---- MixUp and CutMix
+from torch.distributions import Beta
+from slowlearn.callbacks import MixUpCB, CutMixCB
+import slowlearn.predict   # Learner.get_preds
+
+class Seen(Callback):
+    order = 1   # after the mix
+    def before_fit(self, learn): self.xs, self.valid = [], []
+    def after_loss(self, learn): (self.xs if learn.training else self.valid).append((learn.batch[0], learn.loss.item()))
+
+@pytest.mark.parametrize('loss_func', [F.cross_entropy, nn.CrossEntropyLoss(label_smoothing=0.1)])
+def test_mixup_step_equals_a_hand_blended_step_and_validation_is_plain(loss_func):
+    train, valid = batches(1, 16), batches(2, 16, seed=1)
+    learn = Learner(mlp(), dls(train, valid), loss_func=loss_func, lr=0.5, cbs=[MixUpCB(0.4), seen := Seen()]); learn.fit(1)
+    (x, y), ref = train[0], mlp()   # mlp() seeds torch: the draws below are the callback's
+    perm = torch.randperm(16); lam = Beta(torch.tensor(0.4), torch.tensor(0.4)).sample((16,)); lam = torch.maximum(lam, 1 - lam)
+    pred = ref(lam[:, None]*x + (1 - lam[:, None])*x[perm])
+    ce = lambda y: F.cross_entropy(pred, y, reduction='none', label_smoothing=getattr(loss_func, 'label_smoothing', 0.))
+    (lam*ce(y) + (1 - lam)*ce(y[perm])).mean().backward(); torch.optim.SGD(ref.parameters(), lr=0.5).step()
+    assert_close(flat(learn.model), flat(ref), rtol=1e-5, atol=1e-6)
+    with torch.no_grad(): assert [l for _, l in seen.valid] == pytest.approx([loss_func(ref(xv), yv).item() for xv, yv in valid], rel=1e-5)
+    assert learn.loss_func is loss_func and getattr(loss_func, 'reduction', 'mean') == 'mean'
+
+def test_mix_callbacks_leave_get_preds_alone_and_restore_the_loss_after_a_crash():
+    learn = Learner(mlp(), dls(batches(4, 16), batches(2, 16, seed=1)), lr=0.1, cbs=[MixUpCB(), CrashAt(2)])
+    with pytest.raises(Crash): learn.fit(1)
+    assert learn.loss_func is F.cross_entropy
+    preds, targs = learn.get_preds(act=lambda o: o)
+    with torch.no_grad(): assert_close(preds, learn.model.eval()(torch.cat([x for x, _ in batches(2, 16, seed=1)])))
+
+def test_cutmix_pastes_one_rectangle_of_the_partner_and_weighs_the_losses_by_area():
+    torch.manual_seed(1)
+    x = torch.arange(8.).view(8, 1, 1, 1).expand(8, 1, 10, 10).contiguous(); y = torch.arange(8) % 3
+    model = nn.Sequential(nn.Flatten(), nn.Linear(100, 3)); start = copy.deepcopy(model)
+    learn = Learner(model, dls([(x, y)]), lr=0.1, cbs=[cm := CutMixCB(1.), seen := Seen()]); learn.fit(1, valid=False)
+    xm, loss = seen.xs[0]
+    own = (xm == x)                                                    # each image: its own value or its partner's
+    assert torch.equal(xm[~own], x[cm.perm][~own]) and torch.equal(cm.y1, y[cm.perm])
+    assert (own.float().mean((1, 2, 3)) == float(cm.lam)).all() and 0 < float(cm.lam) < 1
+    rows, cols = (~own[0, 0]).any(1).nonzero(), (~own[0, 0]).any(0).nonzero()   # the pasted region is one rectangle
+    assert (~own[0, 0]).sum() == (rows.max() - rows.min() + 1)*(cols.max() - cols.min() + 1)
+    with torch.no_grad(): pred = start(xm)
+    want = float(cm.lam)*F.cross_entropy(pred, y) + (1 - float(cm.lam))*F.cross_entropy(pred, cm.y1)
+    assert loss == pytest.approx(want.item(), rel=1e-5)
+
+def test_mix_callbacks_bad_alpha():
+    for cls in (MixUpCB, CutMixCB):
+        with pytest.raises(ValueError, match='alpha must be a number > 0'): cls(-1)

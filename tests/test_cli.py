@@ -115,3 +115,15 @@ def test_profile_is_allowed_with_a_config_file(tiny_fmnist, tmp_path):
     r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--profile', '--out', str(tmp_path/'run'), timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path/'run'/'trace.json').is_file()
+
+def test_label_smoothing_goes_from_the_option_to_the_loss(tiny_fmnist):
+    from slowlearn.cli import parser, _flag_config
+    from slowlearn.experiments import fit_config
+    import torch.nn.functional as F
+    cfg = _flag_config(parser().parse_args(['fit', '--label-smoothing', '0.2', '--data', str(tiny_fmnist), '--epochs', '0']), 'slowlearn fit')
+    assert cfg.label_smoothing == 0.2
+    learn = fit_config(cfg, progress=False)
+    pred, y = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    assert torch.equal(learn.loss_func(pred, y), F.cross_entropy(pred, y, label_smoothing=0.2))
+    r = slowlearn('fit', '--label-smoothing', '1')
+    assert r.returncode == 2 and 'label_smoothing must be a number in [0, 1)' in r.stderr

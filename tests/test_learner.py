@@ -346,3 +346,43 @@ def test_load_at_fit_mixin_keeps_a_state_until_the_fit_builds_its_object():
     fit(h)
     assert h.log == ['before', 'during'] and h._pending is None and not h._in_fit
     h.load_state_dict('after'); assert h.log == ['before', 'during'] and h._pending == 'after'   # kept for the next fit
+
+# ---- parameter groups
+def three(m): return [m[0].parameters(), m[1].parameters(), m[2].parameters()]
+def seq(): torch.manual_seed(0); return nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 1))
+
+@pytest.mark.parametrize('lr, want', [(0.1, [0.1]*3), ([1e-3, 2e-3, 3e-3], [1e-3, 2e-3, 3e-3]),
+                                      (slice(1e-4, 1e-2), [1e-4, 1e-3, 1e-2]), (slice(1e-2), [1e-3, 1e-3, 1e-2])])
+def test_splitter_gives_a_param_group_per_group_at_its_rate(lr, want):
+    learn = Learner(seq(), tiny_dls(), F.mse_loss, lr=lr, splitter=three)
+    learn.fit(1)
+    m = learn.model
+    assert [g['params'] for g in learn.opt.param_groups] == [list(m[i].parameters()) for i in range(3)]
+    assert [g['lr'] for g in learn.opt.param_groups] == pytest.approx(want, rel=1e-12)
+
+def test_a_later_fit_sets_each_groups_rate_and_keeps_the_optimizer():
+    learn = Learner(seq(), tiny_dls(), F.mse_loss, splitter=three); learn.fit(1)
+    opt = learn.opt; learn.fit(1, lr=[1., 2., 3.])
+    assert learn.opt is opt and [g['lr'] for g in opt.param_groups] == [1., 2., 3.]
+
+@pytest.mark.parametrize('splitter, msg', [
+    (lambda m: [m[0].parameters(), m[1].parameters()], r"leaves out 2 parameter\(s\) of the model, e.g. \['2.weight', '2.bias'\]"),
+    (lambda m: [m.parameters(), m[2].parameters()], "puts parameter '2.weight' in groups 0 and 1"),
+    (lambda m: [m.parameters(), [nn.Parameter(torch.ones(2))]], r"group 1 holds a parameter of shape \(2,\) that is not in the model"),
+    (lambda m: [], 'returned no parameter groups')])
+def test_a_splitter_that_misses_or_repeats_parameters_is_a_clear_error(splitter, msg):
+    with pytest.raises(ValueError, match=msg): Learner(seq(), tiny_dls(), F.mse_loss, splitter=splitter).fit(1)
+
+@pytest.mark.parametrize('lr, splitter, msg', [
+    ([0.1, 0.2], three, 'lr has 2 learning rates but there are 3 parameter groups'),
+    ([0.1]*4, three, 'lr has 4 learning rates but there are 3 parameter groups'),
+    (slice(1e-3, 1e-2), None, r'spreads rates over parameter groups, but there is only one')])
+def test_more_rates_than_groups_is_a_clear_error(lr, splitter, msg):
+    with pytest.raises(ValueError, match=msg): Learner(seq(), tiny_dls(), F.mse_loss, lr=lr, splitter=splitter).fit(1)
+
+@pytest.mark.parametrize('lr', [slice(0, 1e-2), slice(1e-3, 1e-2, 2), slice(None), [], [0.1, -1], 'x', True])
+def test_bad_lr_is_a_clear_error(lr):
+    with pytest.raises(ValueError, match='lr must be a number >= 0, a slice'): Learner(seq(), tiny_dls(), lr=lr)
+
+def test_a_splitter_must_be_a_function():
+    with pytest.raises(TypeError, match='splitter must be None or a function'): Learner(seq(), tiny_dls(), splitter=[1])

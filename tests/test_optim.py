@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import lr_scheduler
 from torch.testing import assert_close
-from slowlearn.optim import SGD, Momentum, RMSProp, Adam, AdamW, MomentumCB, MultiTensorOptimizer
+from slowlearn.optim import SGD, Momentum, RMSProp, Adam, AdamW, MomentumCB, MultiTensorOptimizer, weight_decay_groups
 
 torch.set_num_threads(1)  # tiny tensors: a second thread only adds overhead
 
@@ -413,3 +413,21 @@ def test_grad_accum_cb_matches_the_big_batch_without_batchnorm_but_not_with_it()
     assert_close(w_acc, w_big, rtol=1e-5, atol=1e-6)
     (w_acc, _), (w_big, _) = fit(bn, 16, [GradAccumCB(4)]), fit(bn, 64)
     assert (w_acc - w_big).abs().max() > 1e-3
+
+def test_weight_decay_groups_leave_out_biases_norms_and_embeddings():
+    m = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 6), nn.LayerNorm(6), nn.Conv1d(6, 2, 1), nn.BatchNorm1d(2))
+    decay, rest = weight_decay_groups(m, 0.1)
+    assert decay['params'] == [m[1].weight, m[3].weight] and (decay['weight_decay'], rest['weight_decay']) == (0.1, 0.)
+    assert {id(p) for p in rest['params']} == {id(p) for p in m.parameters()} - {id(m[1].weight), id(m[3].weight)}
+    assert [len(g['params']) for g in weight_decay_groups(m, groups=[list(m[:2].parameters()), list(m[2:].parameters())])] == [1, 2, 1, 5]
+
+def test_momentum_cb_per_group_matches_torch_sgd_with_a_momentum_per_group():
+    from slowlearn.learner import Learner
+    m1, m2 = small_model(), small_model()
+    ref = torch.optim.SGD([dict(groups(m2)[0], momentum=0.5), dict(groups(m2)[1], momentum=0.9)], lr=0.05)
+    dls = SimpleNamespace(train=batches(6), valid=[])
+    Learner(m1, dls, lr=0.05, opt_func=lambda ps, lr: SGD(groups(m1), lr=lr), cbs=MomentumCB([0.5, 0.9])).fit(1)
+    for x, y in batches(6): F.cross_entropy(m2(x), y).backward(); ref.step(); ref.zero_grad()
+    assert_close(torch.cat([p.flatten() for p in m1.parameters()]), torch.cat([p.flatten() for p in m2.parameters()]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='MomentumCB got 3 momentums but the optimizer has 2 param groups'):
+        Learner(small_model(), dls, opt_func=lambda ps, lr: SGD(groups(m1), lr=lr), cbs=MomentumCB([0.5]*3)).fit(1)

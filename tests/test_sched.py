@@ -33,6 +33,11 @@ class Spy(Callback):
         else: self.valid_batches += 1
     def get(self, k): return [g[k] for g in self.groups]
 
+class GroupLRs(Callback):
+    "Every param group's LR at each optimizer step."
+    def before_fit(self, learn): self.lrs = []
+    def after_backward(self, learn): self.lrs.append([g['lr'] for g in learn.opt.param_groups])
+
 def plain_loop(sched_f, n_epochs, per='batch', lr=0.1, seed=0):
     "Reference: the textbook PyTorch loop with a scheduler; returns (lrs used per step, final weights)."
     m, dls = model(seed), data()
@@ -182,8 +187,8 @@ def test_scheduler_factory_must_be_callable():
     with pytest.raises(TypeError, match='scheduler_factory must be callable'): BatchSchedulerCB('cosine')
 
 # ---- ParamSchedulerCB and one-cycle
-def test_param_scheduler_sets_lr_and_momentum_on_every_group_before_each_batch():
-    m = model()
+def test_param_scheduler_scales_each_groups_lr_and_sets_momentum_before_each_batch():
+    m = model()   # group 0 starts at lr=0.1, group 1 at 1: the LR schedule keeps that ratio, momentum is the same for both
     opt_func = lambda ps, lr: torch.optim.SGD([{'params': list(m[0].parameters())}, {'params': list(m[3].parameters()), 'lr': 1.}], lr=lr)
     vals = []
     class GroupSpy(Callback):
@@ -192,7 +197,8 @@ def test_param_scheduler_sets_lr_and_momentum_on_every_group_before_each_batch()
     Learner(m, data(), opt_func=opt_func, cbs=[cb, GroupSpy()]).fit(2)
     assert len(vals) == 8
     for i, groups in enumerate(vals):
-        for lr, mom in groups: assert (lr, mom) == (pytest.approx(0.1 - 0.08*i/8), pytest.approx(0.5*1.8**(i/8)))
+        for (lr, mom), scale in zip(groups, (0.1, 1.)):
+            assert (lr, mom) == (pytest.approx(scale*(0.1 - 0.08*i/8)), pytest.approx(0.5*1.8**(i/8)))
 
 def test_param_scheduler_sets_first_beta_for_adam():
     spy = Spy()
@@ -396,3 +402,28 @@ def test_lr_finder_default_suggestions_land_near_the_true_points():
     s = cb.suggest()
     assert abs(math.log10(s.steep/1e-3)) < 0.5
     assert abs(math.log10(s.minimum/(true_min/10))) < 0.5
+
+# ---- parameter groups
+def two_groups(m): return [m[:2].parameters(), m[2:].parameters()]
+
+def test_torch_scheduler_scales_each_groups_own_rate():
+    spy = GroupLRs()
+    learn = Learner(model(), data(), lr=[0.01, 0.1], splitter=two_groups, cbs=[BatchSchedulerCB(lr_scheduler.LambdaLR, lr_lambda=lambda t: 0.5**t), spy])
+    learn.fit(1)
+    assert spy.lrs == [[pytest.approx(0.01*0.5**t), pytest.approx(0.1*0.5**t)] for t in range(4)]
+
+def test_one_schedule_keeps_the_groups_ratio_and_a_list_gives_one_per_group():
+    spy = GroupLRs()
+    Learner(model(), data(), lr=slice(1e-3, 1e-1), splitter=two_groups, cbs=[ParamSchedulerCB({'lr': sched_lin(1., 0.)}), spy]).fit(1)
+    assert spy.lrs == [[pytest.approx(0.01*(1 - t/4)), pytest.approx(1 - t/4)] for t in range(4)]
+    cb = ParamSchedulerCB({'lr': [sched_lin(1., 0.), sched_lin(2., 0.)]})
+    Learner(model(), data(), splitter=two_groups, cbs=[cb, spy]).fit(1)
+    assert spy.lrs == [[pytest.approx(1 - t/4), pytest.approx(2*(1 - t/4))] for t in range(4)]
+    with pytest.raises(ValueError, match="3 schedules for 'lr', but the optimizer has 2 param groups"):
+        Learner(model(), data(), splitter=two_groups, cbs=ParamSchedulerCB({'lr': [sched_lin(1., 0.)]*3})).fit(1)
+
+def test_lr_find_grows_the_last_groups_rate_and_keeps_the_others_ratio():
+    spy = GroupLRs()
+    learn = Learner(model(), data(), lr=[1e-3, 1e-2], splitter=two_groups, cbs=spy)
+    learn.lr_find(num_it=5, show_plot=False, stop_div=False)
+    assert all(a == pytest.approx(b/10) for a, b in spy.lrs) and spy.lrs[0][1] == pytest.approx(1e-7)
