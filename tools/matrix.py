@@ -48,7 +48,8 @@ def matrix_env(kernels, threads, seed=0, base=None):
 
 def _commands(only, slow, nbs, pytest_args):
     nb = ['nbdev_test'] + (['--flags', 'slow'] if slow else []) + (['--file_re', f"^({nbs.replace(',', '|')})\\.ipynb$"] if nbs else [])
-    py = [sys.executable, '-m', 'pytest', 'tests', '-q', '-p', 'no:cacheprovider'] + pytest_args
+    files = [a for a in pytest_args if not a.startswith('-') and Path(a.split('::')[0]).exists()]
+    py = [sys.executable, '-m', 'pytest'] + ([] if files else ['tests']) + ['-q', '-p', 'no:cacheprovider'] + pytest_args
     return [(n, c) for n, c in (('nbdev', nb), ('pytest', py)) if only in (None, n)]
 
 def main(argv=None):
