@@ -1,5 +1,5 @@
 "`slowlearn fit` end to end on a small Fashion-MNIST-shaped slice, its usage errors, and disks that fail under it."
-import csv, errno, json, os, resource, shutil, signal, subprocess, sys
+import csv, errno, json, os, resource, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager, nullcontext
 import pytest, torch
 from conftest import FILES
@@ -115,3 +115,58 @@ def test_profile_is_allowed_with_a_config_file(tiny_fmnist, tmp_path):
     r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--profile', '--out', str(tmp_path/'run'), timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path/'run'/'trace.json').is_file()
+
+# --- a user's model and data, named in the config
+
+def user_env(user_module, **extra):
+    return {**os.environ, 'PYTHONPATH': os.pathsep.join([str(user_module), os.environ.get('PYTHONPATH', '')]), **extra}
+
+def user_config(path, **kw):
+    TrainConfig(**{**dict(model='exp_mod:make_net', model_kwargs=dict(width=16), data='exp_mod:make_dls', data_kwargs=dict(n=512),
+                          epochs=4, bs=32, lr=1e-2, opt='torch.optim:AdamW', metrics=['torcheval.metrics:MulticlassAccuracy']), **kw}).save(path)
+    return str(path)
+
+def test_a_user_model_killed_after_its_first_checkpoint_resumes_bit_for_bit(user_module, tmp_path):
+    cfg = user_config(tmp_path/'cfg.json')
+    r = slowlearn('fit', '--config', cfg, '--out', str(tmp_path/'whole'), env=user_env(user_module), timeout=300)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path/'killed'
+    p = subprocess.Popen([sys.executable, '-m', 'slowlearn.cli', 'fit', '--config', cfg, '--out', str(run)],
+                         env=user_env(user_module, EXP_MOD_DELAY='0.03'), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (run/'checkpoints'/'index.json').exists() and p.poll() is None: time.sleep(0.005)
+    finally: p.send_signal(signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL and not (run/'model.pt').exists()     # killed in the middle of the run
+    assert len(json.loads((run/'checkpoints'/'index.json').read_text())['checkpoints']) < 4
+    r = slowlearn('fit', '--config', cfg, '--out', str(run), '--resume', env=user_env(user_module), timeout=300)
+    assert r.returncode == 0, r.stderr
+    a,b = (torch.load(d/'model.pt', weights_only=True) for d in (tmp_path/'whole', run))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert csv_rows(run/'history.csv') == csv_rows(tmp_path/'whole'/'history.csv')
+    assert json.loads((run/'config.json').read_text())['model'] == 'exp_mod:make_net'
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(model='no_such_pkg_xyz.models:make_net'), "model='no_such_pkg_xyz.models:make_net': module 'no_such_pkg_xyz' not found"),
+    (dict(data='exp_mod:make_dlss'), "data='exp_mod:make_dlss': module 'exp_mod' has no name 'make_dlss'"),
+    (dict(model='exp_mod:not_callable'), "model='exp_mod:not_callable' is a int, not callable"),
+    (dict(data='exp_mod:not_dls'), "data='exp_mod:not_dls' returned a list, not a DataLoaders")])
+def test_a_bad_path_in_the_config_gives_one_line_and_exit_2(user_module, tmp_path, kw, msg):
+    r = slowlearn('fit', '--config', user_config(tmp_path/'cfg.json', **kw), '--out', str(tmp_path/'run'), env=user_env(user_module), timeout=300)
+    assert r.returncode == 2 and r.stderr.splitlines() == [f'slowlearn fit: error: {msg}' + (' (is its folder on PYTHONPATH?)' if 'found' in msg else '')]
+
+def test_dry_run_prints_the_summary_and_writes_nothing(user_module, tmp_path):
+    r = slowlearn('fit', '--config', user_config(tmp_path/'cfg.json'), '--dry-run', '--out', str(tmp_path/'run'), env=user_env(user_module),
+                  timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'Total params: 82' in r.stdout and 'dry run passed' in r.stdout     # Linear(2, 16) + Linear(16, 2): 48 + 34
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['cfg.json', 'user_pkgs']
+    r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--dry-run', '--resume', '--out', 'x', env=user_env(user_module))
+    assert r.returncode == 2 and 'drop --resume' in r.stderr
+
+def test_overfit_batches_with_a_config_trains_on_those_batches_only(user_module, tmp_path):
+    cfg = user_config(tmp_path/'cfg.json', epochs=2)
+    r = slowlearn('fit', '--config', cfg, '--overfit-batches', '2', '--out', str(tmp_path/'run'), env=user_env(user_module), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path/'run'/'config.json').read_text())['overfit_batches'] == 2
+    ck = torch.load(sorted((tmp_path/'run'/'checkpoints').glob('ckpt-*.pt'))[-1], weights_only=True)
+    assert ck['train_iter'] == 4                                   # 2 epochs x 2 batches
