@@ -8,7 +8,7 @@ import argparse, dataclasses, sys
 from datetime import datetime
 from pathlib import Path
 from .checkpoint import CheckpointError
-from .experiments import TrainConfig, fit_config, is_target
+from .experiments import TrainConfig, fit_config, is_target, WandbCB, MLflowCB
 from .core import is_main_process
 from .speed import ProfilerCB
 
@@ -67,6 +67,11 @@ def parser():
                    '(the other training options then come from CFG; checkpoints go to --out\'s checkpoints/)')
     f.add_argument('--profile', action='store_true', help='profile a few training steps with torch.profiler: print the top '
                    'operators and write a Chrome/Perfetto trace (trace.json) and the table (ops.txt) into the run folder')
+    f.add_argument('--wandb', default=None, metavar='PROJECT', help='log the run to the Weights & Biases project PROJECT '
+                   '(needs pip install "slowlearn[wandb]"; WANDB_MODE=offline logs without an account); --resume continues that run')
+    f.add_argument('--mlflow', default=None, metavar='URI', help='log the run to the MLflow tracking store URI, e.g. '
+                   'sqlite:///mlflow.db, experiment "slowlearn", named after the run folder (needs pip install "slowlearn[mlflow]"); '
+                   '--resume continues that run')
     f.add_argument('--dry-run', action='store_true', help='push one training and one validation batch through the whole '
                    'loop and every callback, print the model summary, and write nothing')
     f.add_argument('--overfit-batches', type=_num(int, 1), default=None, metavar='N', help='train and validate on the '
@@ -82,6 +87,10 @@ def fit_cmd(args):
     if args.dry_run: return _dry_run(cfg, args, prog)
     out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
     cbs = [ProfilerCB(out)] if args.profile and is_main_process() else []   # one trace: the main process's
+    try:
+        if args.wandb: cbs.append(WandbCB(args.wandb, config=cfg, name=out.name))
+        if args.mlflow: cbs.append(MLflowCB(tracking_uri=args.mlflow, run_name=out.name, config=cfg))
+    except ImportError as e: _die(prog, e)
     try: fit_config(cfg, out, resume=args.resume or False, ckpt_dir=args.ckpt_dir, cbs=cbs)
     except (ValueError, OSError, CheckpointError) as e: _failed(prog, e)
     if is_main_process(): print(f'wrote the run folder {out}')
@@ -104,7 +113,7 @@ def _flag_config(args, prog):
 def _file_config(args, prog):
     "The `TrainConfig` saved in `--config`, which must be the only source of training settings."
     dflt = vars(parser().parse_args(['fit']))
-    own = ('config', 'out', 'resume', 'profile', 'dry_run', 'overfit_batches')   # not settings, or (overfit) one that may override the file
+    own = ('config', 'out', 'resume', 'profile', 'wandb', 'mlflow', 'dry_run', 'overfit_batches')   # not settings, or (overfit) one that may override the file
     if given := [f"--{k.replace('_', '-')}" for k,v in vars(args).items() if k not in own and v != dflt[k]]:
         _die(prog, f'--config {args.config} holds the training settings: drop {" ".join(given)} (or edit the file)')
     if args.resume and args.out is None: _die(prog, '--resume with --config needs --out, the run folder to continue')

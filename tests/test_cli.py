@@ -126,24 +126,31 @@ def user_config(path, **kw):
                           epochs=4, bs=32, lr=1e-2, opt='torch.optim:AdamW', metrics=['torcheval.metrics:MulticlassAccuracy']), **kw}).save(path)
     return str(path)
 
-def test_a_user_model_killed_after_its_first_checkpoint_resumes_bit_for_bit(user_module, tmp_path):
-    cfg = user_config(tmp_path/'cfg.json')
-    r = slowlearn('fit', '--config', cfg, '--out', str(tmp_path/'whole'), env=user_env(user_module), timeout=300)
+def test_a_user_model_killed_after_its_first_checkpoint_resumes_bit_for_bit_into_the_same_mlflow_run(user_module, tmp_path):
+    mlflow = pytest.importorskip('mlflow')
+    cfg,uri = user_config(tmp_path/'cfg.json'),f"sqlite:///{tmp_path/'ml.db'}"
+    r = slowlearn('fit', '--config', cfg, '--mlflow', uri, '--out', str(tmp_path/'whole'), env=user_env(user_module), timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     run = tmp_path/'killed'
-    p = subprocess.Popen([sys.executable, '-m', 'slowlearn.cli', 'fit', '--config', cfg, '--out', str(run)],
+    p = subprocess.Popen([sys.executable, '-m', 'slowlearn.cli', 'fit', '--config', cfg, '--mlflow', uri, '--out', str(run)], cwd=tmp_path,
                          env=user_env(user_module, EXP_MOD_DELAY='0.03'), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while not (run/'checkpoints'/'index.json').exists() and p.poll() is None: time.sleep(0.005)
     finally: p.send_signal(signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL and not (run/'model.pt').exists()     # killed in the middle of the run
     assert len(json.loads((run/'checkpoints'/'index.json').read_text())['checkpoints']) < 4
-    r = slowlearn('fit', '--config', cfg, '--out', str(run), '--resume', env=user_env(user_module), timeout=300)
+    r = slowlearn('fit', '--config', cfg, '--mlflow', uri, '--out', str(run), '--resume', env=user_env(user_module), timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     a,b = (torch.load(d/'model.pt', weights_only=True) for d in (tmp_path/'whole', run))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert csv_rows(run/'history.csv') == csv_rows(tmp_path/'whole'/'history.csv')
     assert json.loads((run/'config.json').read_text())['model'] == 'exp_mod:make_net'
+    client = mlflow.MlflowClient(uri)
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name('slowlearn').experiment_id])}
+    assert sorted(runs) == ['killed', 'whole'] and runs['killed'].info.status == 'FINISHED'     # one run for the killed and resumed fit
+    last = lambda r, k: {m.step: m.value for m in sorted(client.get_metric_history(r.info.run_id, k), key=lambda m: m.timestamp)}
+    for k in ('loss', 'valid_loss', 'valid_accuracy'): assert last(runs['killed'], k) == last(runs['whole'], k), k
+    assert runs['killed'].data.params['model'] == 'exp_mod:make_net'
 
 @pytest.mark.parametrize('kw,msg', [
     (dict(model='no_such_pkg_xyz.models:make_net'), "model='no_such_pkg_xyz.models:make_net': module 'no_such_pkg_xyz' not found"),
@@ -170,3 +177,16 @@ def test_overfit_batches_with_a_config_trains_on_those_batches_only(user_module,
     assert json.loads((tmp_path/'run'/'config.json').read_text())['overfit_batches'] == 2
     ck = torch.load(sorted((tmp_path/'run'/'checkpoints').glob('ckpt-*.pt'))[-1], weights_only=True)
     assert ck['train_iter'] == 4                                   # 2 epochs x 2 batches
+
+def test_wandb_offline_logs_the_cli_run_with_its_config(user_module, tmp_path):
+    pytest.importorskip('wandb')
+    from test_trackers import wandb_runs
+    env = user_env(user_module, WANDB_MODE='offline', WANDB_SILENT='true', WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path/'cache'),
+                   WANDB_DATA_DIR=str(tmp_path/'data'), WANDB_CONFIG_DIR=str(tmp_path/'config'))
+    r = slowlearn('fit', '--config', user_config(tmp_path/'cfg.json', epochs=2), '--wandb', 'p', '--out', str(tmp_path/'run'), env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    [run] = wandb_runs(tmp_path)
+    assert run['config']['model'] == 'exp_mod:make_net' and run['config']['data_kwargs'] == dict(n=512) and run['exit'] == 0
+    valid = {int(r['epoch']): float(r['loss']) for r in csv.DictReader(open(tmp_path/'run'/'history.csv')) if r['phase'] == 'valid'}
+    assert {r['epoch']: r['valid_loss'] for r in run['rows'] if 'valid_loss' in r} == valid
+    assert run['artifacts'] == [('model', ['model.pt'])]
