@@ -122,6 +122,7 @@ def _flat(d, pre=''):
         else: res[f'{pre}{k}'] = v
     return res
 
+# %% ../nbs/12_experiments.ipynb #a197bdd4
 class _TrackerCB(Callback):
     "What `WandbCB` and `MLflowCB` share: config, per-step loss and hyperparameters, per-epoch records and final weights, into a run kept across a resume."
     order,writes = MetricsCB.order + 1,True   # after MetricsCB has made this epoch's record
@@ -236,6 +237,7 @@ def overfit_dls(dls, n):
     if len(b) < n: raise ValueError(f"overfit_batches={n}, but the training loader has only {len(b)} batches")
     return DataLoaders(b, b)
 
+# %% ../nbs/12_experiments.ipynb #6c581c5c
 class DryRunCB(Callback):
     "Let one batch through in each phase and end the fit when a second epoch would begin (Lightning's `fast_dev_run`)."
     order = -100     # first in `before_epoch`, so every other callback sees the one-batch loader
@@ -420,6 +422,8 @@ def config_metrics(cfg):
         if nm in res: raise ValueError(f"metrics: two metrics named {nm!r} in {cfg.metrics}")
         res[nm] = o
     return res
+
+# %% ../nbs/12_experiments.ipynb #4ce345cc
 def _sched_cb(cfg, total):
     "The callback stepping `cfg`'s warm-up, then cosine or constant, learning rate over `total` optimizer steps."
     warm = round(cfg.warmup * total)
