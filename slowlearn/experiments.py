@@ -296,6 +296,13 @@ def _check_result(setting, target, res, kind):
     if not isinstance(res, kind): raise TargetError(f"{setting}={target!r} returned a {type(res).__name__}, not a {kind.__name__}")
     return res
 
+def _call(setting, target, f, kwargs):
+    "`f(**kwargs)`, once its signature says it takes them (else a `TargetError` naming `setting`)."
+    try: inspect.signature(f).bind(**kwargs)
+    except TypeError as e: raise TargetError(f"{setting}={target!r} can't take the arguments {kwargs}: {e}") from None
+    except ValueError: pass      # no signature to check
+    return f(**kwargs)
+
 # %% ../nbs/12_experiments.ipynb #764e5e97
 _CHOICES = dict(model=('cnn', 'mlp'), sched=('one_cycle', 'warmup_cosine', 'constant'), opt=('adamw', 'sgd'), loss=('cross_entropy', 'mse'))
 _KWARGS = ('model_kwargs', 'data_kwargs', 'loss_kwargs', 'opt_kwargs')
@@ -390,7 +397,7 @@ def config_dls(cfg):
         try: params = inspect.signature(f).parameters
         except (TypeError, ValueError): params = {}
         kw = {**{k: getattr(cfg, k) for k in ('bs', 'seed') if k in params}, **cfg.data_kwargs}
-        dls = _check_result('data', cfg.data, f(**kw), DataLoaders)
+        dls = _check_result('data', cfg.data, _call('data', cfg.data, f, kw), DataLoaders)
     else:
         xt,yt,xv,yv = load_fashion_mnist(cfg.data)
         dls = DataLoaders.from_tensors(xt[:cfg.n_train], yt[:cfg.n_train], xv[:cfg.n_valid], yv[:cfg.n_valid], bs=cfg.bs, seed=cfg.seed)
@@ -399,7 +406,7 @@ def config_dls(cfg):
 def config_model(cfg):
     "The model of `cfg`: `fmnist_cnn` or `mlp` with its `widths`, or what its model callable returns."
     if cfg.model in _CHOICES['model']: return (fmnist_cnn if cfg.model == 'cnn' else mlp)(cfg.widths, **cfg.model_kwargs)
-    return _check_result('model', cfg.model, resolve(cfg.model, 'model')(**cfg.model_kwargs), nn.Module)
+    return _check_result('model', cfg.model, _call('model', cfg.model, resolve(cfg.model, 'model'), cfg.model_kwargs), nn.Module)
 
 def config_loss(cfg):
     "The loss function of `cfg`: `F.cross_entropy`, `F.mse_loss`, or its callable (a class, such as `nn.CrossEntropyLoss`, made with `loss_kwargs`)."

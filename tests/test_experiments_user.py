@@ -49,6 +49,7 @@ def test_bad_user_settings_are_rejected_when_the_config_is_made(kw, exc, msg):
     (dict(model='exp_mod:not_callable'), "model='exp_mod:not_callable' is a int, not callable"),
     (dict(data='exp_mod:not_dls', data_kwargs={}), "data='exp_mod:not_dls' returned a list, not a DataLoaders"),
     (dict(model='exp_mod:make_dls', model_kwargs={}), "model='exp_mod:make_dls' returned a DataLoaders, not a Module"),
+    (dict(model_kwargs=dict(widht=3)), "model='exp_mod:make_net' can't take the arguments {'widht': 3}: got an unexpected keyword argument 'widht'"),
     (dict(loss='exp_mod:nope'), "loss='exp_mod:nope': module 'exp_mod' has no name 'nope'"),
     (dict(opt='torch.optim:Adamm'), "opt='torch.optim:Adamm': module 'torch.optim' has no name 'Adamm'"),
     (dict(metrics=['torcheval.metrics:Nope']), "metrics='torcheval.metrics:Nope'")])
