@@ -4,11 +4,11 @@
 __all__ = ['parser', 'fit_cmd', 'main']
 
 # %% ../nbs/14_cli.ipynb #a121fba5
-import argparse, sys
+import argparse, dataclasses, sys
 from datetime import datetime
 from pathlib import Path
 from .checkpoint import CheckpointError
-from .experiments import TrainConfig, fit_config
+from .experiments import TrainConfig, fit_config, is_target, WandbCB, MLflowCB
 from .core import is_main_process
 from .speed import ProfilerCB
 
@@ -37,16 +37,19 @@ def parser():
     "The `slowlearn` command-line parser."
     p = _Parser(prog='slowlearn', description='slowlearn: train models with a small, literate training library.')
     sub = p.add_subparsers(dest='cmd', parser_class=_Parser)
-    f = sub.add_parser('fit', help='train the Fashion-MNIST CNN and write a run folder',
-                       description='Train the lessons\' Fashion-MNIST CNN (AdamW, one-cycle) and write its run folder: model.pt, '
-                       'history.csv, config.json, loss.png and lr.png.')
+    f = sub.add_parser('fit', help='train a model (by default the Fashion-MNIST CNN) and write a run folder',
+                       description='Train the lessons\' Fashion-MNIST CNN (AdamW, one-cycle), or the model and data a config names, '
+                       'and write its run folder: model.pt, history.csv, config.json, loss.png and lr.png.')
     f.add_argument('--epochs', type=_num(int, 0), default=5, help='number of epochs, >= 0 (default: 5)')
     f.add_argument('--lr', type=_num(float, 0, strict=True), default=1e-2, help='peak learning rate of the one-cycle schedule, > 0 (default: 0.01)')
     f.add_argument('--bs', type=_num(int, 1), default=512, help='batch size, >= 1 (default: 512)')
     f.add_argument('--wd', type=_num(float, 0), default=1e-2, help='AdamW weight decay, >= 0 (default: 0.01)')
+    f.add_argument('--model', default='cnn', help="'cnn' (the lessons' CNN), 'mlp', or a module:callable path returning "
+                   "a torch nn.Module, e.g. my_pkg.models:make_net (default: cnn)")
     f.add_argument('--label-smoothing', type=_num(float, 0), default=0., help='label smoothing of the cross-entropy loss, in [0, 1) (default: 0)')
     f.add_argument('--data', default=None, help='folder with the four Fashion-MNIST IDX .gz files '
-                   '(default: $SLOWLEARN_DATA/fashion_mnist, else the user cache, downloading there)')
+                   '(default: $SLOWLEARN_DATA/fashion_mnist, else the user cache, downloading there), or a module:callable '
+                   'path returning DataLoaders, e.g. my_pkg.data:make_dls')
     f.add_argument('--n-train', type=_num(int, 1), default=None, help='train on the first N training images only (default: all 60,000)')
     f.add_argument('--n-valid', type=_num(int, 1), default=None, help='validate on the first N test images only (default: all 10,000)')
     f.add_argument('--out', default=None, help='run folder for model.pt, history.csv, config.json and the plots (default: runs/<timestamp>)')
@@ -65,23 +68,45 @@ def parser():
                    '(the other training options then come from CFG; checkpoints go to --out\'s checkpoints/)')
     f.add_argument('--profile', action='store_true', help='profile a few training steps with torch.profiler: print the top '
                    'operators and write a Chrome/Perfetto trace (trace.json) and the table (ops.txt) into the run folder')
+    f.add_argument('--wandb', default=None, metavar='PROJECT', help='log the run to the Weights & Biases project PROJECT '
+                   '(needs pip install "slowlearn[wandb]"; WANDB_MODE=offline logs without an account); --resume continues that run')
+    f.add_argument('--mlflow', default=None, metavar='URI', help='log the run to the MLflow tracking store URI, e.g. '
+                   'sqlite:///mlflow.db, experiment "slowlearn", named after the run folder (needs pip install "slowlearn[mlflow]"); '
+                   '--resume continues that run')
+    f.add_argument('--dry-run', action='store_true', help='push one training and one validation batch through the whole '
+                   'loop and every callback, print the model summary, and write nothing')
+    f.add_argument('--overfit-batches', type=_num(int, 1), default=None, metavar='N', help='train and validate on the '
+                   'first N training batches only, to check that the model can learn at all (with --config too)')
     return p
 
-_FLAGS = 'epochs lr bs wd label_smoothing data seed patience accumulate n_train n_valid'.split()   # the options that are TrainConfig settings
+_FLAGS = 'model epochs lr bs wd label_smoothing data seed patience accumulate n_train n_valid overfit_batches'.split()   # the options that are TrainConfig settings
 
 def fit_cmd(args):
     "Run `slowlearn fit` with parsed `args`: the `TrainConfig` that the options, or the file `--config`, describe."
     prog = 'slowlearn fit'
     cfg = _file_config(args, prog) if args.config is not None else _flag_config(args, prog)
+    if args.dry_run: return _dry_run(cfg, args, prog)
     out = Path(args.out or f'runs/{datetime.now():%Y%m%d-%H%M%S}')
     cbs = [ProfilerCB(out)] if args.profile and is_main_process() else []   # one trace: the main process's
+    try:
+        if args.wandb: cbs.append(WandbCB(args.wandb, config=cfg, name=out.name))
+        if args.mlflow: cbs.append(MLflowCB(tracking_uri=args.mlflow, run_name=out.name, config=cfg))
+    except ImportError as e: _die(prog, e)
     try: fit_config(cfg, out, resume=args.resume or False, ckpt_dir=args.ckpt_dir, cbs=cbs)
     except (ValueError, OSError, CheckpointError) as e: _failed(prog, e)
     if is_main_process(): print(f'wrote the run folder {out}')
 
+def _dry_run(cfg, args, prog):
+    "One training and one validation batch through the run `cfg` describes, then its model summary; nothing written."
+    if args.resume: _die(prog, '--dry-run writes and reads no checkpoints: drop --resume')
+    try: learn = fit_config(cfg, dry_run=True)
+    except (ValueError, OSError, CheckpointError) as e: _failed(prog, e)
+    if is_main_process(): print(learn.summary(), '\ndry run passed: one training and one validation batch went through every callback; nothing written')
+
 def _flag_config(args, prog):
     "The `TrainConfig` of the options; checkpoints only with `--ckpt-dir`."
-    if args.data is not None and not Path(args.data).is_dir(): _die(prog, f'--data {args.data!r} is not a readable folder')
+    if args.data is not None and not is_target(args.data) and not Path(args.data).is_dir():
+        _die(prog, f'--data {args.data!r} is neither a readable folder nor a module:callable path')
     if args.resume and not args.ckpt_dir: _die(prog, '--resume needs --ckpt-dir (the folder new checkpoints go to)')
     try: return TrainConfig(**{k: getattr(args, k) for k in _FLAGS}, checkpoint=args.ckpt_dir is not None)
     except (ValueError, TypeError) as e: _die(prog, e)
@@ -89,11 +114,13 @@ def _flag_config(args, prog):
 def _file_config(args, prog):
     "The `TrainConfig` saved in `--config`, which must be the only source of training settings."
     dflt = vars(parser().parse_args(['fit']))
-    if given := [f"--{k.replace('_', '-')}" for k,v in vars(args).items() if k not in ('config', 'out', 'resume', 'profile') and v != dflt[k]]:
+    own = ('config', 'out', 'resume', 'profile', 'wandb', 'mlflow', 'dry_run', 'overfit_batches')   # not settings, or (overfit) one that may override the file
+    if given := [f"--{k.replace('_', '-')}" for k,v in vars(args).items() if k not in own and v != dflt[k]]:
         _die(prog, f'--config {args.config} holds the training settings: drop {" ".join(given)} (or edit the file)')
     if args.resume and args.out is None: _die(prog, '--resume with --config needs --out, the run folder to continue')
-    try: return TrainConfig.load(args.config)
+    try: cfg = TrainConfig.load(args.config)
     except (OSError, ValueError, TypeError) as e: _die(prog, e)
+    return cfg if args.overfit_batches is None else dataclasses.replace(cfg, overfit_batches=args.overfit_batches)
 
 def main(argv=None):
     "Entry point of the `slowlearn` console script."

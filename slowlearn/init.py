@@ -7,12 +7,12 @@ from functools import partial
 import torch
 from torch import nn
 import torch.nn.functional as F
-from fastcore.basics import store_attr
-from .learner import Callback
+from fastcore.basics import store_attr, patch
+from .learner import Callback, Learner, to_device, model_device
 
 # %% auto #0
 __all__ = ['calc_fans', 'calc_gain', 'kaiming_normal_', 'kaiming_uniform_', 'xavier_normal_', 'xavier_uniform_', 'GeneralReLU',
-           'init_weights', 'ActivationStatsCB']
+           'init_weights', 'ActivationStatsCB', 'ModelSummary', 'model_summary']
 
 # %% ../nbs/06_init.ipynb #54c0b8f5
 def calc_fans(w):
@@ -182,3 +182,50 @@ class ActivationStatsCB(Callback):
         "Plot, per module, the fraction of near-zero activations against the training batch."
         def draw(ax, i): ax.plot(self.near_zero[i].numpy()); ax.set_ylim(0, 1)
         return self._per_module(draw, figsize, ncols)
+
+# %% ../nbs/06_init.ipynb #677b4a7e
+def _shape(o):
+    "The shape of a tensor output, or of the tensors in a tuple, list or dict output, as text."
+    if isinstance(o, torch.Tensor): return str(list(o.shape))
+    if isinstance(o, (list, tuple)): return '(' + ', '.join(map(_shape, o)) + ')'
+    if isinstance(o, dict): return '{' + ', '.join(f'{k}: {_shape(v)}' for k,v in o.items()) + '}'
+    return type(o).__name__
+
+class ModelSummary:
+    "One row per layer call of a forward pass (name, type, output shape, parameters, trainable ones), and the model's totals."
+    def __init__(self, rows, total, trainable): self.rows,self.total,self.trainable = rows,total,trainable
+    @property
+    def frozen(self): "Parameters with `requires_grad=False`."; return self.total - self.trainable
+    def __repr__(self):
+        cells = [(f"{r['name'] or '(model)'} ({r['type']})", r['shape'], f"{r['params']:,}", f"{r['trainable']:,}") for r in self.rows]
+        head = ('Layer (type)', 'Output shape', 'Param #', 'Trainable #')
+        w = [max(len(c[i]) for c in cells + [head]) for i in range(4)]
+        line = lambda c: f'{c[0]:<{w[0]}}  {c[1]:<{w[1]}}  {c[2]:>{w[2]}}  {c[3]:>{w[3]}}'
+        rule = '-' * len(line(head))
+        return '\n'.join([line(head), rule, *map(line, cells), rule, f'Total params: {self.total:,}',
+                          f'Trainable params: {self.trainable:,}', f'Frozen params: {self.frozen:,}'])
+
+def model_summary(model, xb):
+    "A `ModelSummary` of `model` from one forward pass on `xb` with hooks (eval mode, no gradients; the modes are restored)."
+    mods = [(n, m) for n,m in model.named_modules() if not any(True for _ in m.children()) or any(True for _ in m.parameters(recurse=False))]
+    rows,seen = [],set()
+    def hook(name, m, inp, out):
+        own = [p for p in m.parameters(recurse=False) if id(p) not in seen]   # a layer called twice counts its parameters once
+        seen.update(map(id, own))
+        rows.append(dict(name=name, type=type(m).__name__, shape=_shape(out), params=sum(p.numel() for p in own),
+                         trainable=sum(p.numel() for p in own if p.requires_grad)))
+    hooks,modes = [m.register_forward_hook(partial(hook, n)) for n,m in mods],[m.training for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad(): model(xb)
+    finally:
+        for h in hooks: h.remove()
+        for m,t in zip(model.modules(), modes): m.train(t)
+    ps = list(model.parameters())
+    return ModelSummary(rows, sum(p.numel() for p in ps), sum(p.numel() for p in ps if p.requires_grad))
+
+@patch
+def summary(self:Learner, xb=None):
+    "The `ModelSummary` of the learner's model (print it for the table) on `xb`, by default the inputs of the first validation batch."
+    if xb is None: xb = next(iter(self.dls.valid))[0]
+    return model_summary(self.model, to_device(xb, model_device(self.model)))

@@ -29,3 +29,31 @@ def tiny_fmnist(tmp_path):
         for i, c in enumerate(y): x[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 255
         write_idx(tmp_path / FILES[split][0], x); write_idx(tmp_path / FILES[split][1], y)
     return tmp_path
+
+USER_MODULE = '''
+import os, time, torch
+from torch import nn
+from slowlearn.data import DataLoaders
+def make_net(width=16):
+    net = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, 2))
+    if (delay := float(os.environ.get('EXP_MOD_DELAY', 0))):     # a slow model, for tests that kill the run in the middle
+        net.register_forward_pre_hook(lambda m, inp: time.sleep(delay))
+    return net
+def make_dls(n=256, bs=32, seed=0):
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(n, 2, generator=g); y = (x[:, 0] * x[:, 1] > 0).long()     # XOR of the signs
+    k = n * 3 // 4
+    return DataLoaders.from_tensors(x[:k], y[:k], x[k:], y[k:], bs=bs, seed=seed)
+def not_dls(**kwargs): return [1, 2]
+not_callable = 3
+'''
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    "A folder holding `exp_mod.py`, a user's model (`make_net`) and data (`make_dls`) outside the package, put on `sys.path`."
+    import sys
+    d = tmp_path/'user_pkgs'; d.mkdir()
+    (d/'exp_mod.py').write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(d))
+    yield d
+    sys.modules.pop('exp_mod', None)

@@ -1,5 +1,5 @@
 "`slowlearn fit` end to end on a small Fashion-MNIST-shaped slice, its usage errors, and disks that fail under it."
-import csv, errno, json, os, resource, shutil, signal, subprocess, sys
+import csv, errno, json, os, resource, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager, nullcontext
 import pytest, torch
 from conftest import FILES
@@ -127,3 +127,78 @@ def test_label_smoothing_goes_from_the_option_to_the_loss(tiny_fmnist):
     assert torch.equal(learn.loss_func(pred, y), F.cross_entropy(pred, y, label_smoothing=0.2))
     r = slowlearn('fit', '--label-smoothing', '1')
     assert r.returncode == 2 and 'label_smoothing must be a number in [0, 1)' in r.stderr
+
+# --- a user's model and data, named in the config
+
+def user_env(user_module, **extra):
+    return {**os.environ, 'PYTHONPATH': os.pathsep.join([str(user_module), os.environ.get('PYTHONPATH', '')]), **extra}
+
+def user_config(path, **kw):
+    TrainConfig(**{**dict(model='exp_mod:make_net', model_kwargs=dict(width=16), data='exp_mod:make_dls', data_kwargs=dict(n=512),
+                          epochs=4, bs=32, lr=1e-2, opt='torch.optim:AdamW', metrics=['torcheval.metrics:MulticlassAccuracy']), **kw}).save(path)
+    return str(path)
+
+def test_a_user_model_killed_after_its_first_checkpoint_resumes_bit_for_bit_into_the_same_mlflow_run(user_module, tmp_path):
+    mlflow = pytest.importorskip('mlflow')
+    cfg,uri = user_config(tmp_path/'cfg.json'),f"sqlite:///{tmp_path/'ml.db'}"
+    r = slowlearn('fit', '--config', cfg, '--mlflow', uri, '--out', str(tmp_path/'whole'), env=user_env(user_module), timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path/'killed'
+    p = subprocess.Popen([sys.executable, '-m', 'slowlearn.cli', 'fit', '--config', cfg, '--mlflow', uri, '--out', str(run)], cwd=tmp_path,
+                         env=user_env(user_module, EXP_MOD_DELAY='0.03'), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (run/'checkpoints'/'index.json').exists() and p.poll() is None: time.sleep(0.005)
+    finally: p.send_signal(signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL and not (run/'model.pt').exists()     # killed in the middle of the run
+    assert len(json.loads((run/'checkpoints'/'index.json').read_text())['checkpoints']) < 4
+    r = slowlearn('fit', '--config', cfg, '--mlflow', uri, '--out', str(run), '--resume', env=user_env(user_module), timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    a,b = (torch.load(d/'model.pt', weights_only=True) for d in (tmp_path/'whole', run))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert csv_rows(run/'history.csv') == csv_rows(tmp_path/'whole'/'history.csv')
+    assert json.loads((run/'config.json').read_text())['model'] == 'exp_mod:make_net'
+    client = mlflow.MlflowClient(uri)
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name('slowlearn').experiment_id])}
+    assert sorted(runs) == ['killed', 'whole'] and runs['killed'].info.status == 'FINISHED'     # one run for the killed and resumed fit
+    last = lambda r, k: {m.step: m.value for m in sorted(client.get_metric_history(r.info.run_id, k), key=lambda m: m.timestamp)}
+    for k in ('loss', 'valid_loss', 'valid_accuracy'): assert last(runs['killed'], k) == last(runs['whole'], k), k
+    assert runs['killed'].data.params['model'] == 'exp_mod:make_net'
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(model='no_such_pkg_xyz.models:make_net'), "model='no_such_pkg_xyz.models:make_net': module 'no_such_pkg_xyz' not found"),
+    (dict(data='exp_mod:make_dlss'), "data='exp_mod:make_dlss': module 'exp_mod' has no name 'make_dlss'"),
+    (dict(model='exp_mod:not_callable'), "model='exp_mod:not_callable' is a int, not callable"),
+    (dict(data='exp_mod:not_dls'), "data='exp_mod:not_dls' returned a list, not a DataLoaders")])
+def test_a_bad_path_in_the_config_gives_one_line_and_exit_2(user_module, tmp_path, kw, msg):
+    r = slowlearn('fit', '--config', user_config(tmp_path/'cfg.json', **kw), '--out', str(tmp_path/'run'), env=user_env(user_module), timeout=300)
+    assert r.returncode == 2 and r.stderr.splitlines() == [f'slowlearn fit: error: {msg}' + (' (is its folder on PYTHONPATH?)' if 'found' in msg else '')]
+
+def test_dry_run_prints_the_summary_and_writes_nothing(user_module, tmp_path):
+    r = slowlearn('fit', '--config', user_config(tmp_path/'cfg.json'), '--dry-run', '--out', str(tmp_path/'run'), env=user_env(user_module),
+                  timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'Total params: 82' in r.stdout and 'dry run passed' in r.stdout     # Linear(2, 16) + Linear(16, 2): 48 + 34
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['cfg.json', 'user_pkgs']
+    r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--dry-run', '--resume', '--out', 'x', env=user_env(user_module))
+    assert r.returncode == 2 and 'drop --resume' in r.stderr
+
+def test_overfit_batches_with_a_config_trains_on_those_batches_only(user_module, tmp_path):
+    cfg = user_config(tmp_path/'cfg.json', epochs=2)
+    r = slowlearn('fit', '--config', cfg, '--overfit-batches', '2', '--out', str(tmp_path/'run'), env=user_env(user_module), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path/'run'/'config.json').read_text())['overfit_batches'] == 2
+    ck = torch.load(sorted((tmp_path/'run'/'checkpoints').glob('ckpt-*.pt'))[-1], weights_only=True)
+    assert ck['train_iter'] == 4                                   # 2 epochs x 2 batches
+
+def test_wandb_offline_logs_the_cli_run_with_its_config(user_module, tmp_path):
+    pytest.importorskip('wandb')
+    from test_trackers import wandb_runs
+    env = user_env(user_module, WANDB_MODE='offline', WANDB_SILENT='true', WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path/'cache'),
+                   WANDB_DATA_DIR=str(tmp_path/'data'), WANDB_CONFIG_DIR=str(tmp_path/'config'))
+    r = slowlearn('fit', '--config', user_config(tmp_path/'cfg.json', epochs=2), '--wandb', 'p', '--out', str(tmp_path/'run'), env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    [run] = wandb_runs(tmp_path)
+    assert run['config']['model'] == 'exp_mod:make_net' and run['config']['data_kwargs'] == dict(n=512) and run['exit'] == 0
+    valid = {int(r['epoch']): float(r['loss']) for r in csv.DictReader(open(tmp_path/'run'/'history.csv')) if r['phase'] == 'valid'}
+    assert {r['epoch']: r['valid_loss'] for r in run['rows'] if 'valid_loss' in r} == valid
+    assert run['artifacts'] == [('model', ['model.pt'])]

@@ -282,7 +282,7 @@ def test_config_round_trips_through_json(tmp_path):
     assert cfg.widths == (32, 16)
     cfg.save(tmp_path/'c.json')
     assert TrainConfig.load(tmp_path/'c.json') == cfg
-    assert json.loads((tmp_path/'c.json').read_text()) == asdict(cfg) | dict(widths=[32, 16])
+    assert json.loads((tmp_path/'c.json').read_text()) == asdict(cfg) | dict(widths=[32, 16], metrics=['accuracy'])
 
 def test_a_config_file_may_leave_settings_at_their_defaults(tmp_path):
     (tmp_path/'c.json').write_text('{"epochs": 2}')

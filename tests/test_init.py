@@ -1,4 +1,4 @@
-"Init functions against their formulas and `torch.nn.init`; GeneralReLU; ActivationStatsCB hooks and statistics."
+"Init functions against their formulas and `torch.nn.init`; GeneralReLU; ActivationStatsCB hooks and statistics; model summaries."
 import math, statistics
 from functools import partial
 from types import SimpleNamespace
@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from slowlearn.learner import Learner, Callback
 from slowlearn.init import (calc_fans, calc_gain, kaiming_normal_, kaiming_uniform_, xavier_normal_,
-                            xavier_uniform_, init_weights, GeneralReLU, ActivationStatsCB)
+                            xavier_uniform_, init_weights, GeneralReLU, ActivationStatsCB, model_summary)
+from slowlearn.data import DataLoaders
 
 def gen(seed=0): return torch.Generator().manual_seed(seed)
 
@@ -230,3 +231,48 @@ def test_general_relu_leak_keeps_a_gradient_where_relu_has_none():
         xa = x.clone().requires_grad_()
         act(xa).sum().backward()
         assert torch.equal(xa.grad, torch.full_like(x, slope)), act
+
+# --- model_summary / Learner.summary
+
+class TwoHeads(nn.Module):
+    "A layer called twice (shared weights), a parameter of its own besides children, and a tuple output."
+    def __init__(self):
+        super().__init__()
+        self.body,self.bn,self.scale = nn.Linear(6, 6),nn.BatchNorm1d(6),nn.Parameter(torch.ones(6))
+    def forward(self, x):
+        h = self.bn(self.body(self.body(x)))
+        return h * self.scale, h.sum(1)
+
+def test_summary_shapes_and_counts_match_a_plain_forward_pass():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4*13*13, 10))
+    x = torch.randn(5, 1, 28, 28)
+    s = model_summary(model, x)
+    outs, h = [], x
+    for m in model: h = m(h); outs.append(str(list(h.shape)))
+    assert [r['shape'] for r in s.rows] == outs and [r['type'] for r in s.rows] == ['Conv2d', 'ReLU', 'Flatten', 'Linear']
+    assert [r['params'] for r in s.rows] == [4*9 + 4, 0, 0, 4*13*13*10 + 10]
+    assert s.total == s.trainable == sum(p.numel() for p in model.parameters()) and s.frozen == 0
+
+def test_summary_counts_frozen_shared_and_own_parameters_once():
+    model = TwoHeads()
+    model.body.weight.requires_grad_(False)
+    s = model_summary(model, torch.randn(3, 6))
+    assert [r['name'] for r in s.rows] == ['body', 'body', 'bn', '']              # forward order; '' is the model itself
+    assert [r['params'] for r in s.rows] == [42, 0, 12, 6]                        # the second call of `body` adds nothing
+    assert s.rows[-1]['shape'] == '([3, 6], [3])'
+    assert (s.total, s.frozen) == (60, 36) and s.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 'Frozen params: 36' in repr(s)
+
+def test_summary_leaves_the_model_as_it_was():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).train()
+    model[2].eval()                                             # a mix of modes must come back as it was
+    before = {k: v.clone() for k,v in model.state_dict().items()}
+    model_summary(model, torch.randn(8, 4) * 3 + 1)
+    assert all(torch.equal(v, before[k]) for k,v in model.state_dict().items())   # BatchNorm's running stats untouched
+    assert [m.training for m in model] == [True, True, False]
+
+def test_learner_summary_uses_the_first_validation_batch():
+    x = torch.randn(20, 4)
+    dls = DataLoaders.from_tensors(x, torch.zeros(20, dtype=torch.long), x[:7], torch.zeros(7, dtype=torch.long), bs=16)
+    s = Learner(nn.Linear(4, 2), dls).summary()
+    assert s.rows[0]['shape'] == '[7, 2]' and s.total == 10
