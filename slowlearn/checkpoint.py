@@ -5,11 +5,12 @@ __all__ = ['set_seed', 'rng_states', 'set_rng_states', 'CheckpointError', 'save_
            'load_model_state', 'CheckpointCB', 'EarlyStoppingCB', 'TerminateOnNaNCB']
 
 # %% ../nbs/09_checkpoint.ipynb #1416e0fe
-import contextlib, glob, hashlib, json, math, os, pickle, random, re, warnings, zipfile
+import contextlib, glob, hashlib, json, math, os, pickle, random, re, sys, threading, warnings, zipfile
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch, store_attr
-from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device, _len
+from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device
+from .data import _len
 from .metrics import MetricsCB, epoch_record
 from .core import _is_int, _check_int, WriteError, atomic_write, make_dir, is_main_process
 
@@ -61,11 +62,18 @@ def _check_plain(o, where):
                           f"lists/tuples/dicts of them, so that loading them never runs code")
 
 # %% ../nbs/09_checkpoint.ipynb #e5144d8f
+class _Hashing:
+    "A file open for writing that also feeds the bytes written through it to SHA-256."
+    def __init__(self, f): self.f,self.sha = f,hashlib.sha256()
+    def write(self, b): self.sha.update(b); return self.f.write(b)
+    def flush(self): self.f.flush()
+
 def save_checkpoint(obj, path):
-    "Atomically save `obj` (tensors and plain containers only) to `path`; returns the file's SHA-256."
+    "Atomically save `obj` (tensors and plain containers only) to `path`; returns the file's SHA-256, hashed while writing."
     _check_plain(obj, 'checkpoint')
-    atomic_write(path, lambda f: torch.save(obj, f))
-    return _sha256(path)
+    hf = []
+    atomic_write(path, lambda f: (hf.append(_Hashing(f)), torch.save(obj, hf[0])))
+    return hf[0].sha.hexdigest()
 
 def load_checkpoint(path, sha256=None):
     "Load a file written by `save_checkpoint` with `torch.load(weights_only=True)`, checking `sha256` when given."
@@ -161,18 +169,28 @@ def _read_index(d):
         warnings.warn(f"{f} is unreadable ({e}); using the checkpoint files found in {d}")
         return sorted((dict(file=p.name, seq=int(m[1])) for p in Path(d).iterdir() if (m := _NAME.fullmatch(p.name))), key=lambda e: e['seq'])
 
+def _snapshot(o):
+    "A copy of state `o` whose tensors are copied to the CPU, so that training can go on while it is written."
+    if isinstance(o, torch.Tensor): return o.detach().to('cpu', copy=True)
+    if isinstance(o, dict): return type(o)((k, _snapshot(v)) for k,v in o.items())
+    if isinstance(o, (list, tuple)): return type(o)(_snapshot(v) for v in o)
+    return o
+
+
 # %% ../nbs/09_checkpoint.ipynb #06d99a76
 class CheckpointCB(Callback):
-    "Save the full training state to `dirpath` every `every_n_epochs` epochs and `every_n_steps` optimizer steps, keeping the newest `keep_last` and the best `keep_best` by `monitor`."
+    "Save the full training state to `dirpath` every `every_n_epochs` epochs and `every_n_steps` optimizer steps, keeping the newest `keep_last` and the best `keep_best` by `monitor`; `async_save` writes in a background thread."
     order,can_resume = 100,True   # last, so that it saves what every other callback did in the same event
-    def __init__(self, dirpath, every_n_epochs=1, every_n_steps=None, monitor='valid_loss', mode='min', keep_last=2, keep_best=1):
+    def __init__(self, dirpath, every_n_epochs=1, every_n_steps=None, monitor='valid_loss', mode='min', keep_last=2, keep_best=1,
+                 async_save=False):
         for nm,v in (('every_n_epochs', every_n_epochs), ('every_n_steps', every_n_steps)):
             if v is not None and (not _is_int(v) or v < 1): raise ValueError(f"{nm} must be None or an integer >= 1, got {v!r}")
         if not _is_int(keep_last) or keep_last < 1: raise ValueError(f"keep_last must be an integer >= 1, got {keep_last!r}")
         if not _is_int(keep_best) or keep_best < 0: raise ValueError(f"keep_best must be an integer >= 0, got {keep_best!r}")
         if monitor is not None: _check_monitor(monitor, mode)
+        if not isinstance(async_save, bool): raise TypeError(f"async_save must be True or False, got {async_save!r}")
         store_attr(but='dirpath')
-        self.dirpath,self.resumed,self._pending = Path(dirpath),None,None
+        self.dirpath,self.resumed,self._pending,self._thread,self._error = Path(dirpath),None,None,None,None
 
     @property
     def checkpoints(self):
@@ -230,8 +248,7 @@ class CheckpointCB(Callback):
             warnings.warn(f"resuming {path} with another training loader ({ck['data']} then, {now} now): the data order will differ")
         load_model_state(learn.model, ck['model'], path)
         learn.opt.load_state_dict(ck['opt'])
-        learn.history,learn.train_iter = list(ck['history']),ck['train_iter']
-        learn.start_epoch,learn.start_iter = ck['epoch'],ck['iter']
+        learn.seek(ck)
         self.resumed = dict(path=str(path), epoch=ck['epoch'], iter=ck['iter'], step=ck['train_iter'])
         # callbacks and RNGs go back to the point they were saved at: now for an epoch boundary, else once
         # the resumed epoch has begun (its `before_epoch` resets per-epoch state such as MetricsCB's sums)
@@ -249,21 +266,36 @@ class CheckpointCB(Callback):
         set_rng_states(ck['rng'])
 
     def before_epoch(self, learn):
+        self._check()
         if self._pending is not None and learn.training:
             self._restore_cbs(learn, self._pending, self.resumed['path']); self._pending = None
 
     def after_step(self, learn): self._stepped = True
     def after_batch(self, learn):
+        self._check()
         if not self._stepped: return
         self._stepped = False
         if self.every_n_steps and learn.train_iter % self.every_n_steps == 0: self._save(learn, end=False)
 
     def after_epoch(self, learn):
+        self._check()
         if learn.training and learn.fit_args['valid']: return   # the epoch ends after its validation
         e = learn.epoch + 1
         if self.every_n_epochs and (e % self.every_n_epochs == 0 or e == learn.n_epochs): self._save(learn, end=True)
 
-    def cleanup_fit(self, learn): self._pending = None
+    def cleanup_fit(self, learn):
+        self._pending = None
+        if sys.exc_info()[0] is None: self._wait()        # the fit ends once its last checkpoint is on disk
+        elif self._thread is not None: self._thread.join() # the error in flight is the one to report
+
+    def _check(self):
+        "Report a failed background write at the first event after it."
+        if self._error is not None: self._wait()
+
+    def _wait(self):
+        "Wait for the background write in flight, if any, and raise its error."
+        if self._thread is not None: self._thread.join(); self._thread = None
+        if (e := self._error) is not None: self._error = None; raise e
 
     def _save(self, learn, end):
         if not is_main_process(): return   # under torchrun rank 0 writes; the others only read when resuming
@@ -273,13 +305,23 @@ class CheckpointCB(Callback):
         self.seq += 1
         name = f'ckpt-{self.seq:05d}-epoch{learn.epoch}-step{learn.train_iter}.pt'
         state = dict(format=_FORMAT, version=1, seq=self.seq, model=learn.model.state_dict(), opt=learn.opt.state_dict(),
-                     callbacks={k: cb.state_dict() for k,cb in _stateful(learn, self)},
-                     epoch=learn.epoch + 1 if end else learn.epoch, iter=0 if end else learn.iter + 1,
-                     train_iter=learn.train_iter, rng=rng_states(), history=list(learn.history), fit=dict(learn.fit_args),
-                     data=_data_sig(learn.dls.train), monitor=self.monitor, value=value)
-        sha = save_checkpoint(state, self.dirpath/name)
-        self.entries.append(dict(file=name, seq=self.seq, epoch=learn.epoch, end=end, batch=None if end else learn.iter + 1,
-                                 step=learn.train_iter, value=value, sha256=sha))
+                     callbacks={k: cb.state_dict() for k,cb in _stateful(learn, self)}, **learn.position(end),
+                     rng=rng_states(), fit=dict(learn.fit_args), data=_data_sig(learn.dls.train), monitor=self.monitor, value=value)
+        entry = dict(file=name, seq=self.seq, epoch=learn.epoch, end=end, batch=None if end else learn.iter + 1, step=learn.train_iter, value=value)
+        if not self.async_save: return self._write(state, entry)
+        self._wait()                  # one write in flight at most
+        state = _snapshot(state)      # training goes on changing the model while the copy is written
+        self._thread = threading.Thread(target=self._write_in_thread, args=(state, entry), daemon=True)
+        self._thread.start()
+
+    def _write_in_thread(self, state, entry):
+        try: self._write(state, entry)
+        except BaseException as e: self._error = e
+
+    def _write(self, state, entry):
+        name = entry['file']
+        entry['sha256'] = save_checkpoint(state, self.dirpath/name)
+        self.entries.append(entry)
         self._prune()
         index = dict(format='slowlearn-checkpoints', monitor=self.monitor, mode=self.mode, checkpoints=self.entries)
         try: atomic_write(self.dirpath/_INDEX, lambda f: f.write(json.dumps(index, indent=1).encode()))

@@ -284,7 +284,8 @@ def test_state_exposed_while_fitting():
                 seen[k] = getattr(learn, k)
     learn = fit(Look(), n_epochs=2, valid=False)
     assert seen['epoch'] == 1 and seen['iter'] == 1 and seen['n_epochs'] == 2 and seen['training']
-    assert seen['dl'] is learn.dls.train and seen['batch'] is learn.dls.train[1] and seen['loss'].ndim == 0
+    assert seen['dl'].dl is learn.dls.train     # the training loader, read through the data module's ResumableLoader
+    assert seen['batch'] is learn.dls.train[1] and seen['loss'].ndim == 0
 
 @pytest.mark.parametrize('bad', [-1, 1.5, '3', True])
 def test_bad_n_epochs_is_a_value_error(bad):
