@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'default_device', 'to_device', 'model_device', 'DeviceCB', 'LoadAtFitMixin']
+           'Learner', 'default_device', 'to_device', 'model_device', 'DeviceCB']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
@@ -236,18 +236,3 @@ class DeviceCB(Callback):
     def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
-
-# %% ../nbs/02_learner.ipynb #c3d9f0a1
-class LoadAtFitMixin:
-    "For a callback whose state lives in objects `before_fit` builds: `load_state_dict` loads at once when they exist, else at the next fit."
-    _pending,_in_fit = None,False
-    def _can_load(self): return self._in_fit   # override when the objects outlive a fit
-    def load_state_dict(self, sd):
-        "Restore what `state_dict` returned: at once if the fit built what it goes into, else when the next fit starts."
-        if self._can_load(): self._load(sd)
-        else: self._pending = sd
-    def _load_pending(self):
-        "Call at the end of `before_fit`, once the objects are built: load the state kept for this fit."
-        if self._pending is not None: self._load(self._pending)
-        self._pending,self._in_fit = None,True
-    def cleanup_fit(self, learn): self._in_fit = False

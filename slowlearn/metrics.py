@@ -9,7 +9,8 @@ import torch
 from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
-from .learner import Callback, model_device, _len
+from .learner import Callback, model_device
+from .data import _len
 
 # %% ../nbs/03_metrics.ipynb #cf989157
 def metric_name(m):

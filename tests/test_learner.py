@@ -335,7 +335,7 @@ def test_model_device_lives_in_learner_and_speed_still_exports_it():
     assert model_device(bn) == torch.device('meta') and model_device(nn.Sequential()) == torch.device('cpu')   # a buffer; nothing
 
 def test_load_at_fit_mixin_keeps_a_state_until_the_fit_builds_its_object():
-    from slowlearn.learner import LoadAtFitMixin
+    from slowlearn.resume import LoadAtFitMixin
     class Holder(LoadAtFitMixin, Callback):
         def __init__(self): self.obj,self.log = None,[]
         def before_fit(self, learn): self.obj = []; self._load_pending()
