@@ -2,9 +2,10 @@
 `torch.save` of the same model and optimizer state.
 
 The model is `n` Linear(1024, 1024) layers with Adam's state (weights + two moments: ~12.6 MB per layer); the
-default sizes, 1, 9 and 36 layers, are ~12, ~114 and ~458 MB of state. Sides, interleaved (A B C D A B C D ...):
+default sizes, 1, 9 and 36 layers, are ~12, ~114 and ~458 MB of state. Sides, interleaved (A B C D E A B C D E ...):
   torch.save            `torch.save(dict(model=..., opt=...), f)` to a file: no fsync, no hash, nothing else
   hash by re-reading    the previous `save_checkpoint`: atomic write (with fsync), then a second full read for SHA-256
+  save_checkpoint       today's: atomic write (with fsync), SHA-256 computed on the bytes as they are written
   CheckpointCB          the stall of `CheckpointCB.after_batch` saving a checkpoint: the state (model, optimizer,
                         RNG, position), atomic write with fsync, SHA-256 hashed while writing, the index, old files deleted
   CheckpointCB async    the same with `async_save=True`: the stall is the snapshot (tensors copied) and starting the
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from slowlearn.learner import Learner
 from slowlearn.data import DataLoaders, ResumableLoader
-from slowlearn.checkpoint import CheckpointCB, _sha256
+from slowlearn.checkpoint import CheckpointCB, save_checkpoint, _sha256
 from slowlearn.core import atomic_write
 
 def make_learner(n_layers):
@@ -53,10 +54,11 @@ def main(reps=7, layers=(1, 9, 36), folder=None):
         def reread():
             atomic_write(folder/f'{n}-reread.pt', lambda f: torch.save(dict(model=learn.model.state_dict(), opt=learn.opt.state_dict()), f))
             _sha256(folder/f'{n}-reread.pt')
+        def hashed(): save_checkpoint(dict(model=learn.model.state_dict(), opt=learn.opt.state_dict()), folder/f'{n}-hashed.pt')
         def ckpt(k):
             def f(): cbs[k]._stepped = True; cbs[k].after_batch(learn)
             return f
-        sides = {'torch.save': bare, 'hash by re-reading': reread, 'CheckpointCB': ckpt('sync'), 'CheckpointCB async': ckpt('async')}
+        sides = {'torch.save': bare, 'hash by re-reading': reread, 'save_checkpoint': hashed, 'CheckpointCB': ckpt('sync'), 'CheckpointCB async': ckpt('async')}
         times = {k: [] for k in sides}
         for r in range(reps + 1):       # the first round warms the files and caches and is not counted
             for k, f in sides.items():

@@ -208,7 +208,7 @@ def _host_rng(st=None):
 
 class ResumableLoader:
     "Training loader `dl` with `set_epoch(epoch, start)` and a `state_dict` that makes a resumed pass's order the original's, whatever kind of loader `dl` is."
-    def __init__(self, dl): self.dl,self.epoch,self.start,self._order,self._resume = dl,0,0,None,None
+    def __init__(self, dl): self.dl,self.epoch,self.start,self._order,self._resume,self._done = dl,0,0,None,None,True
     def __len__(self): return len(self.dl)
     def set_epoch(self, epoch, start=0):
         "Make the next iteration epoch `epoch`, from its batch `start`."
@@ -222,8 +222,8 @@ class ResumableLoader:
 
     def state_dict(self):
         "What fixes the order of the pass being read (the RNG states its iterator was made from), or the loader's own state."
-        if (h := self._holder) is not None: return dict(holder=h.state_dict())
-        return dict(order=self._order, gens=[g.get_state() for g in _generators(self.dl)])
+        if (h := self._holder) is not None: return dict(holder=h.state_dict(), done=self._done)
+        return dict(order=self._order, gens=[g.get_state() for g in _generators(self.dl)], done=self._done)
 
     def load_state_dict(self, sd):
         "Make the next iteration read the pass `sd` was saved in, exactly as it was; warn if `dl`'s order can't be restored."
@@ -237,29 +237,37 @@ class ResumableLoader:
         dl,epoch,start,sd = self.dl,self.epoch,self.start,self._resume
         self.epoch,self.start,self._resume = epoch + 1,0,None
         if hasattr(getattr(dl, 'sampler', None), 'set_epoch'): dl.sampler.set_epoch(epoch)   # a DistributedSampler
-        if (h := self._holder) is not None:   # it goes on from where it was, and its order is its own
-            if sd: h.load_state_dict(sd['holder'])
-            now = _host_rng(); it = iter(dl); _host_rng(now)   # whether it draws from the global generators or not
-            return it
-        if hasattr(dl, 'set_epoch'):
-            try: dl.set_epoch(epoch, start=start); return iter(dl)
+        h = self._holder
+        if h is None and hasattr(dl, 'set_epoch'):   # its order depends on the epoch only
+            try: dl.set_epoch(epoch, start=start); return self._counted(iter(dl))
             except TypeError: dl.set_epoch(epoch)    # a set_epoch without `start`
-        if sd and not start:   # at a pass's start the global generator is the checkpoint's; the loader's own are put back
+        if sd and not start and not sd['done']:      # saved after a pass's last batch, before the pass ended: end it first
+            self._reopen(sd, None); sd = None        # as the original run did (a sampler may draw at the end)
+        if sd and (start or h is not None): return self._counted(self._reopen(sd, start if h is None else 0))
+        if sd:   # at a pass's start the global generator is the checkpoint's; the loader's own are put back
             for g,s in zip(_generators(dl), sd['gens']): g.set_state(s)
-        if not (sd and start): return self._iter(dl, start)
-        # resumed mid-pass: make the iterator from the generator states of the original pass, skip the batches done,
-        # then put back the states the checkpoint restored
-        now = _host_rng()
-        torch.set_rng_state(sd['order'][0])
-        for g,s in zip(_generators(dl), sd['order'][1]): g.set_state(s)
-        it = self._iter(dl, 0)
+        if h is not None: return self._counted(self._reopen(None, 0))
+        self._order = (torch.get_rng_state(), [g.get_state() for g in _generators(dl)])   # what the iterator draws its order from
+        return self._counted(islice(dl, start, None))
+
+    def _reopen(self, sd, start):
+        "The iterator of the pass `sd` was saved in, `start` batches in (None: to its end), leaving the host's RNG states as they are."
+        now,dl = _host_rng(),self.dl
+        if sd and 'holder' in sd: self._holder.load_state_dict(sd['holder'])
+        elif sd:   # the generator states the original pass's iterator was made from
+            self._order = sd['order']
+            torch.set_rng_state(sd['order'][0])
+            for g,s in zip(_generators(dl), sd['order'][1]): g.set_state(s)
+        it = iter(dl)
         for _ in islice(it, start): pass
         _host_rng(now)
         return it
 
-    def _iter(self, dl, start):
-        self._order = (torch.get_rng_state(), [g.get_state() for g in _generators(dl)])   # what the iterator draws its order from
-        return islice(dl, start, None)
+    def _counted(self, it):
+        "Iterate `it`, noting when the pass has ended."
+        self._done = False
+        yield from it
+        self._done = True
 
 
 # %% ../nbs/01_data.ipynb #9f5221ba

@@ -118,3 +118,14 @@ def test_a_loader_whose_order_cant_be_restored_warns_once_naming_it(tmp_path):
         warnings.simplefilter('always'); mk([CheckpointCB(tmp_path, every_n_steps=1)]).fit(2, resume=True)
     msgs = [str(w.message) for w in ws if "can't be restored" in str(w.message)]
     assert len(msgs) == 1 and 'Batches' in msgs[0] and 'state_dict' in msgs[0]
+
+@pytest.mark.parametrize('kill', [CrashAt(3), CrashAt(6), CrashAt(7), CrashAfterEpoch(1)], ids=['step3', 'step6-pass-end', 'step7', 'after-epoch1'])
+@pytest.mark.parametrize('kind', ['global', 'generator', 'stateful'])
+def test_virtual_epochs_over_a_torch_loader_resume_bit_identical(tmp_path, kind, kill):
+    "Virtual epochs of 4 batches over passes of 6: a resume lands mid-pass, at a pass's end, or at a virtual epoch's end mid-pass."
+    ref = make(kind); ref.fit(EPOCHS, steps_per_epoch=4)
+    with pytest.raises(Crash): make(kind, [CheckpointCB(tmp_path, every_n_steps=1), kill]).fit(EPOCHS, steps_per_epoch=4)
+    torch.manual_seed(1234)
+    learn = make(kind, [CheckpointCB(tmp_path, every_n_steps=1)], seed=5); learn.fit(EPOCHS, steps_per_epoch=4, resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(learn.model.parameters(), ref.model.parameters()))
+    assert learn.history == ref.history
