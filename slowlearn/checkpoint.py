@@ -36,7 +36,7 @@ class _Hashing:
     "A file open for writing that also feeds the bytes written through it to SHA-256."
     def __init__(self, f): self.f,self.sha = f,hashlib.sha256()
     def write(self, b): self.sha.update(b); return self.f.write(b)
-    def flush(self): self.f.flush()
+    def __getattr__(self, k): return getattr(self.f, k)   # anything else (flush, fileno, ...) is the file's
 
 def save_checkpoint(obj, path):
     "Atomically save `obj` (tensors and plain containers only) to `path`; returns the file's SHA-256, hashed while writing."
