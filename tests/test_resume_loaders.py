@@ -129,3 +129,16 @@ def test_virtual_epochs_over_a_torch_loader_resume_bit_identical(tmp_path, kind,
     learn = make(kind, [CheckpointCB(tmp_path, every_n_steps=1)], seed=5); learn.fit(EPOCHS, steps_per_epoch=4, resume=True)
     assert all(torch.equal(a, b) for a, b in zip(learn.model.parameters(), ref.model.parameters()))
     assert learn.history == ref.history
+
+def test_a_distributed_sampler_is_told_each_epoch():
+    "Epoch e of a fit reads what `DistributedSampler.set_epoch(e)` orders, as torch's own recipe does."
+    x, y, xv, yv = data()
+    seen = []
+    class Rec(Callback):
+        def before_batch(self, learn):
+            if learn.training: seen.append(learn.batch[0])
+    Learner(nn.Linear(6, 2), DataLoaders(train_loader('distributed', x, y), [(xv, yv)]), cbs=Rec()).fit(2)
+    ref = DistributedSampler(TensorDataset(x, y), num_replicas=2, rank=1, seed=3)
+    for e in range(2):
+        ref.set_epoch(e)
+        assert torch.equal(torch.cat(seen[e*6:(e + 1)*6]), x[list(ref)])
