@@ -5,7 +5,7 @@ __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_model_
            'TerminateOnNaNCB']
 
 # %% ../nbs/09_checkpoint.ipynb #1416e0fe
-import contextlib, glob, hashlib, json, math, os, pickle, re, sys, threading, warnings, zipfile
+import contextlib, glob, hashlib, json, math, os, pickle, queue, re, sys, threading, warnings, zipfile
 from pathlib import Path
 import torch
 from fastcore.basics import patch, store_attr
@@ -33,16 +33,27 @@ def _check_plain(o, where):
 
 # %% ../nbs/09_checkpoint.ipynb #e5144d8f
 class _Hashing:
-    "A file open for writing that also feeds the bytes written through it to SHA-256."
-    def __init__(self, f): self.f,self.sha = f,hashlib.sha256()
-    def write(self, b): self.sha.update(b); return self.f.write(b)
-    def __getattr__(self, k): return getattr(self.f, k)   # anything else (flush, fileno, ...) is the file's
+    "A file open for writing whose bytes a second thread hashes (SHA-256) while they are written."
+    def __init__(self, f):
+        self.f,self.sha,self._q = f,hashlib.sha256(),queue.Queue(16)
+        self._t = threading.Thread(target=self._hash, daemon=True); self._t.start()
+    def _hash(self):
+        while (b := self._q.get()) is not None: self.sha.update(b)   # hashlib lets the writing thread run meanwhile
+    def write(self, b):
+        b = bytes(b); self._q.put(b)   # a copy: the writer may reuse its buffer once `write` returns
+        return self.f.write(b)
+    def close(self): self._q.put(None); self._t.join()
+    def __getattr__(self, k): return getattr(self.f, k)   # anything else (flush, seek, ...) is the file's
 
 def save_checkpoint(obj, path):
     "Atomically save `obj` (tensors and plain containers only) to `path`; returns the file's SHA-256, hashed while writing."
     _check_plain(obj, 'checkpoint')
     hf = []
-    atomic_write(path, lambda f: (hf.append(_Hashing(f)), torch.save(obj, hf[0])))
+    def write(f):
+        hf.append(h := _Hashing(f))
+        try: torch.save(obj, h)
+        finally: h.close()
+    atomic_write(path, write)
     return hf[0].sha.hexdigest()
 
 def load_checkpoint(path, sha256=None):
