@@ -34,7 +34,7 @@ setuptools.setup(
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements, 'tensorboard': ['tensorboard'],
-                    **{k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('wandb', 'mlflow', 'transformers')}},
+                    **{k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('wandb', 'mlflow', 'transformers', 'torchdata')}},
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -2,7 +2,7 @@
 
     python bench/run.py                    # everything (about 20 minutes on 2 idle cores; the ResNet recipe takes most)
     python bench/run.py --skip-resnet      # all but the final lesson's recipe
-    python bench/run.py --only loop,data   # some figures: loop, optim, data, tta, resnet, bn
+    python bench/run.py --only loop,data   # some figures: loop, optim, data, tta, resnet, bn, ckpt
     python bench/run.py --quick            # fewer repetitions, a smoke test of the suite
 
 Figures (each script also runs alone, with its own options):
@@ -13,6 +13,7 @@ Figures (each script also runs alone, with its own options):
   5. peak memory       bench/time_to_accuracy.py peak RSS of those same runs
   6. ResNet recipe     bench/resnet_recipe.py    the final lesson: accuracy and time of 5 epochs, vs a plain loop
   7. BatchNorm         bench/batchnorm.py        a ResNet training step with our BatchNorm (eager, compiled) vs nn.BatchNorm2d
+  9. checkpoint stall  bench/checkpoint.py       CheckpointCB's stall (sync, async_save) vs a bare torch.save, ~12/114/458 MB
 Within each benchmark the sides alternate (A B A B ...) and medians are reported. Needs the data: set SLOWLEARN_DATA.
 """
 import argparse, contextlib, datetime, io, os, platform, re, sys, time, traceback
@@ -62,6 +63,10 @@ def bench_bn(quick):
 def bench_resnet(quick, threads):
     import resnet_recipe
     return resnet_recipe.main(reps=1, epochs=1 if quick else 5, threads=threads, plain=True)
+
+def bench_ckpt(quick):
+    import checkpoint
+    return checkpoint.main(reps=3 if quick else 7)
 
 def main(only, quick=False, threads=None):
     if threads: torch.set_num_threads(threads); os.environ['OMP_NUM_THREADS'] = str(threads)
@@ -120,6 +125,14 @@ def main(only, quick=False, threads=None):
                 row(f'7. step with {k}', f'{med[k] * 1e3:.0f} ms', f'{ref * 1e3:.0f} ms (nn.BatchNorm2d)', f'{med[k] / ref:.2f}', '<= 1.1' if 'compiled' in k else '')
         else: fail('7. BatchNorm', txt)
 
+    if 'ckpt' in only:
+        res, txt = _run('9. checkpoint stall', lambda: bench_ckpt(quick))
+        if res:
+            for mb, r in res.items():
+                for k in ('CheckpointCB', 'CheckpointCB async'):
+                    row(f'9. {k}, {mb} MB', f'{r[k][0]:.3f} s', f"{r['torch.save'][0]:.3f} s (torch.save)", f'{r[k][1]:.2f}', '<= 1.3')
+        else: fail('9. checkpoint stall', txt)
+
     print('\n== summary ' + '=' * 90)
     print(header)
     print(f'load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; suite took {(time.perf_counter() - t_start) / 60:.1f} min')
@@ -130,12 +143,12 @@ def main(only, quick=False, threads=None):
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument('--only', default='loop,optim,data,tta,resnet,bn', help='comma-separated figures: loop, optim, data, tta, resnet, bn')
+    p.add_argument('--only', default='loop,optim,data,tta,resnet,bn,ckpt', help='comma-separated figures: loop, optim, data, tta, resnet, bn, ckpt')
     p.add_argument('--skip-resnet', action='store_true', help='skip the final lesson recipe (the longest part)')
     p.add_argument('--quick', action='store_true', help='fewer repetitions (and 1 ResNet epoch): a smoke test')
     p.add_argument('--threads', type=int, default=None, help="torch threads for every benchmark (default: torch's own)")
     a = p.parse_args()
     only = {s.strip() for s in a.only.split(',') if s.strip()}
-    if bad := only - {'loop', 'optim', 'data', 'tta', 'resnet', 'bn'}: p.error(f'unknown figures {sorted(bad)}; choose from loop, optim, data, tta, resnet, bn')
+    if bad := only - {'loop', 'optim', 'data', 'tta', 'resnet', 'bn', 'ckpt'}: p.error(f'unknown figures {sorted(bad)}; choose from loop, optim, data, tta, resnet, bn, ckpt')
     if a.skip_resnet: only.discard('resnet')
     main(only, a.quick, a.threads)

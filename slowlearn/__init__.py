@@ -9,6 +9,7 @@ import sys
 from .core import *
 from .data import *
 from .learner import *
+from .resume import *
 from .metrics import *
 from .predict import *
 from .optim import *
@@ -25,5 +26,5 @@ from .resnet import *
 from .finetune import *
 
 # %% ../nbs/99_package.ipynb #75aeaf58
-_modules = 'core data learner metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet finetune'.split()
+_modules = 'core data learner resume metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet finetune'.split()
 __all__ = sorted({n for m in _modules for n in sys.modules[f'slowlearn.{m}'].__all__})

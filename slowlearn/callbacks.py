@@ -12,7 +12,8 @@ from torch import nn
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 from torch.optim.swa_utils import AveragedModel, SWALR, get_ema_multi_avg_fn
 from fastcore.basics import store_attr
-from .learner import Callback, LoadAtFitMixin
+from .learner import Callback
+from .resume import LoadAtFitMixin
 from .core import _is_int
 from .layers import BatchNorm
 from .speed import MixedPrecisionCB

@@ -3,16 +3,19 @@
 # %% auto #0
 __all__ = ['FMNIST_FILES', 'FMNIST_MIRRORS', 'FMNIST_CLASSES', 'read_idx', 'fmnist_cache_dir', 'download_fashion_mnist',
            'fmnist_folder', 'load_fashion_mnist', 'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist',
-           'holdout_split', 'find_bs', 'split_batch', 'batch_format', 'call_model', 'map_input', 'map_tensors']
+           'holdout_split', 'ResumableLoader', 'VirtualEpochs', 'epoch_loader', 'find_bs', 'split_batch',
+           'batch_format', 'call_model', 'map_input', 'map_tensors']
 
 # %% ../nbs/01_data.ipynb #18c28f6b
-import dataclasses, gzip, hashlib, http.client, os, urllib.request, zlib
-from collections.abc import Iterable, Mapping
+import dataclasses, gzip, hashlib, http.client, os, random, urllib.request, warnings, zlib
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from math import prod
 from pathlib import Path
 import numpy as np, torch
+from torch.utils.data import DataLoader, IterableDataset
 from fastcore.basics import store_attr
-from .core import _check_int, atomic_write, make_dir
+from .core import _check_int, _is_int, atomic_write, make_dir
 
 # %% ../nbs/01_data.ipynb #e05eeb26
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
@@ -193,6 +196,146 @@ def holdout_split(n, valid, seed=0):
     _check_int('valid', valid, 1, n - 1); _check_int('split_seed', seed, 0)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[valid:].sort().values, perm[:valid].sort().values
+
+# %% ../nbs/01_data.ipynb #26c93beb
+def _len(dl):
+    "`len(dl)`, or None for a loader without one (a torch `DataLoader` over an `IterableDataset` raises `TypeError`)."
+    try: return len(dl)
+    except TypeError: return None
+
+def _has_state(o): return callable(getattr(o, 'state_dict', None)) and callable(getattr(o, 'load_state_dict', None))
+
+def _generators(dl):
+    "The torch generators `dl` draws its order from: a `DataLoader`'s own and its sampler's."
+    gs = (getattr(dl, 'generator', None), getattr(getattr(dl, 'sampler', None), 'generator', None))
+    return list({id(g): g for g in gs if isinstance(g, torch.Generator)}.values())
+
+def _host_rng(st=None):
+    "The host's random states (torch CPU, NumPy, Python), or set them to `st`."
+    if st is None: return torch.get_rng_state(), np.random.get_state(), random.getstate()
+    torch.set_rng_state(st[0]); np.random.set_state(st[1]); random.setstate(st[2])
+
+class ResumableLoader:
+    "Training loader `dl` with `set_epoch(epoch, start)` and a `state_dict` that makes a resumed pass's order the original's, whatever kind of loader `dl` is."
+    def __init__(self, dl): self.dl,self.epoch,self.start,self._order,self._resume,self._done = dl,0,0,None,None,True
+    def __len__(self): return len(self.dl)
+    def set_epoch(self, epoch, start=0):
+        "Make the next iteration epoch `epoch`, from its batch `start`."
+        self.epoch,self.start = epoch,start
+
+    @property
+    def _holder(self):
+        "What keeps the position itself: the loader, or its iterable dataset, if it has `state_dict`/`load_state_dict`."
+        ds = getattr(self.dl, 'dataset', None)
+        return self.dl if _has_state(self.dl) else ds if isinstance(ds, IterableDataset) and _has_state(ds) else None
+
+    def state_dict(self):
+        "What fixes the order of the pass being read (the RNG states its iterator was made from), or the loader's own state."
+        if (h := self._holder) is not None: return dict(holder=h.state_dict(), done=self._done)
+        return dict(order=self._order, gens=[g.get_state() for g in _generators(self.dl)], done=self._done)
+
+    def load_state_dict(self, sd):
+        "Make the next iteration read the pass `sd` was saved in, exactly as it was; warn if `dl`'s order can't be restored."
+        dl,self._resume = self.dl,sd
+        if not (self._holder or hasattr(dl, 'set_epoch') or isinstance(dl, (DataLoader, Sequence))):
+            warnings.warn(f"resuming with a training loader of type {type(dl).__name__}, whose order can't be restored: its "
+                          f"batches done are skipped by iterating it, which is exact only if it yields the same batches again; "
+                          f"give it state_dict/load_state_dict (e.g. torchdata's StatefulDataLoader) or set_epoch(epoch, start)")
+
+    def __iter__(self):
+        dl,epoch,start,sd = self.dl,self.epoch,self.start,self._resume
+        self.epoch,self.start,self._resume = epoch + 1,0,None
+        if hasattr(getattr(dl, 'sampler', None), 'set_epoch'): dl.sampler.set_epoch(epoch)   # a DistributedSampler
+        h = self._holder
+        if h is None and hasattr(dl, 'set_epoch'):   # its order depends on the epoch only
+            try: dl.set_epoch(epoch, start=start); return self._counted(iter(dl))
+            except TypeError: dl.set_epoch(epoch)    # a set_epoch without `start`
+        if sd and not start and not sd['done']:      # saved after a pass's last batch, before the pass ended: end it first
+            self._reopen(sd, None); sd = None        # as the original run did (a sampler may draw at the end)
+        if sd and (start or h is not None): return self._counted(self._reopen(sd, start if h is None else 0))
+        if sd:   # at a pass's start the global generator is the checkpoint's; the loader's own are put back
+            for g,s in zip(_generators(dl), sd['gens']): g.set_state(s)
+        if h is not None: return self._counted(self._reopen(None, 0))
+        self._order = (torch.get_rng_state(), [g.get_state() for g in _generators(dl)])   # what the iterator draws its order from
+        return self._counted(islice(dl, start, None))
+
+    def _reopen(self, sd, start):
+        "The iterator of the pass `sd` was saved in, `start` batches in (None: to its end), leaving the host's RNG states as they are."
+        now,dl = _host_rng(),self.dl
+        if sd and 'holder' in sd: self._holder.load_state_dict(sd['holder'])
+        elif sd:   # the generator states the original pass's iterator was made from
+            self._order = sd['order']
+            torch.set_rng_state(sd['order'][0])
+            for g,s in zip(_generators(dl), sd['order'][1]): g.set_state(s)
+        it = iter(dl)
+        for _ in islice(it, start): pass
+        _host_rng(now)
+        return it
+
+    def _counted(self, it):
+        "Iterate `it`, noting when the pass has ended."
+        self._done = False
+        yield from it
+        self._done = True
+
+
+# %% ../nbs/01_data.ipynb #9f5221ba
+class VirtualEpochs:
+    "A loader whose epoch `e` is batches `e*n`...`e*n+n-1` of `dl` repeated end to end, read as one stream (`dl` needs no length)."
+    def __init__(self, dl, n):
+        if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        self.dl,self.n,self.epoch,self.start,self._stream = dl,n,0,0,None
+    def __len__(self): return self.n
+    def set_epoch(self, epoch, start=0):
+        "Make the next iteration epoch `epoch`, from its batch `start`."
+        self.epoch,self.start = epoch,start
+    def __iter__(self):
+        pos,n = self.epoch*self.n + self.start,self.n - self.start
+        # carry on with the stream when it is at `pos` (the next epoch), else start one there
+        if getattr(self._stream, 'pos', None) != pos: self._stream = _Stream(self.dl, pos)
+        self.epoch,self.start = self.epoch + 1,0
+        return islice(self._stream, n)
+
+class _Stream:
+    "Batches of `dl` repeated end to end (pass `k` after `set_epoch(k)` if it has one), from position `pos`, which it counts on."
+    def __init__(self, dl, pos): self.dl,self.pos,self._it = dl,pos,self._batches(pos)
+    def __iter__(self): return self
+    def __next__(self):
+        b = next(self._it); self.pos += 1
+        return b
+
+    def _batches(self, skip):
+        n,k = _len(self.dl),0
+        if n: k,skip = divmod(skip, n)   # with a length, jump straight to the pass; else count the batches skipped
+        while True:
+            seen = 0
+            for b in _epoch_from(self.dl, k, skip if n else 0):
+                seen += 1
+                if n or seen > skip: yield b
+            if not seen: return   # an exhausted iterator, or an empty loader: the stream ends
+            skip,k = 0 if n else max(skip - seen, 0),k + 1
+
+class _Rest:
+    "The rest of loader `dl`'s epoch, with `len` `n` when known (`dl` is set to read just that)."
+    def __init__(self, dl, n): self.dl,self.n = dl,n
+    def __len__(self):
+        if self.n is None: raise TypeError("this epoch's number of batches is unknown")
+        return self.n
+    def __iter__(self): return iter(self.dl)   # not sliced: the loader's own end of epoch must run
+
+def _epoch_from(dl, epoch, start):
+    "Iterator over `dl`'s epoch `epoch` from batch `start`: `set_epoch(epoch, start=...)` when it has it, else by skipping."
+    if hasattr(dl, 'set_epoch'):
+        if not start: dl.set_epoch(epoch); return iter(dl)
+        try: dl.set_epoch(epoch, start=start); return iter(dl)
+        except TypeError: dl.set_epoch(epoch)    # a set_epoch without `start`
+    return islice(dl, start, None)
+
+def epoch_loader(dl, epoch, start=0):
+    "`dl` (a loader with `set_epoch(epoch, start)`) set to read epoch `epoch` from batch `start`, with the length of what is left."
+    dl.set_epoch(epoch, start)
+    return _Rest(dl, None if (n := _len(dl)) is None else n - start) if start else dl
+
 
 # %% ../nbs/01_data.ipynb #6f377b5f
 def _children(o):

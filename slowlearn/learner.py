@@ -2,19 +2,17 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'param_groups', 'group_lrs', 'default_device', 'to_device', 'model_device', 'DeviceCB',
-           'VirtualEpochs', 'LoadAtFitMixin']
+           'Learner', 'param_groups', 'group_lrs', 'default_device', 'to_device', 'model_device', 'DeviceCB']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
-from itertools import islice
-from numbers import Integral
 import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import store_attr, ifnone
 from fastcore.foundation import L
 from .core import _is_int, _check_int
-from .data import split_batch, batch_format, call_model
+from .data import split_batch, batch_format, call_model, ResumableLoader, VirtualEpochs, epoch_loader, _len
+
 
 # %% ../nbs/02_learner.ipynb #372d50f8
 class CancelFitException(Exception):
@@ -111,18 +109,10 @@ class Learner:
     def one_epoch(self, training):
         "Run one epoch of training (`training=True`) or validation."
         self.model.train(training)
-        self.training,start = training,0
-        if training: self.dl,start,self.start_iter = self._train_dl(),self.start_iter,0
-        else: self.dl = self.dls.valid
-        if training: self._one_epoch(start)
-        else:
-            with torch.no_grad(): self._one_epoch()
-
-    def _train_dl(self):
-        dl,start = self._train,self.start_iter
-        if start: return _Take(_epoch_from(dl, self.epoch, start), None if (n := _len(dl)) is None else n - start)
-        if hasattr(dl, 'set_epoch'): dl.set_epoch(self.epoch)
-        return dl
+        self.training,start = training,self.start_iter if training else 0
+        self.dl = epoch_loader(self._train, self.epoch, start) if training else self.dls.valid
+        if training: self.start_iter = 0
+        with torch.set_grad_enabled(training and torch.is_grad_enabled()): self._one_epoch(start)
 
     @with_cbs('fit')
     def _fit(self, train, valid):
@@ -146,7 +136,8 @@ class Learner:
             if resume not in (None, False) and not any(getattr(cb, 'can_resume', False) for cb in self.cbs):
                 raise ValueError(f"resume={resume!r} needs a callback that can resume a fit, e.g. CheckpointCB(dirpath)")
             self._dispatch()
-            self._train = VirtualEpochs(self.dls.train, steps_per_epoch) if steps_per_epoch else self.dls.train
+            self._data = ResumableLoader(self.dls.train)   # the data module reads a loader from any position
+            self._train = VirtualEpochs(self._data, steps_per_epoch) if steps_per_epoch else self._data
             n_iter = _len(self._train)
             self.n_epochs,self.epochs,self.history = n_epochs,range(n_epochs),[]
             self.fit_args = dict(n_epochs=n_epochs, lr=[lr.start, lr.stop] if isinstance(lr, slice) else lr, train=train, valid=valid, steps_per_epoch=steps_per_epoch)
@@ -156,7 +147,17 @@ class Learner:
             self._fit(train, valid)
         finally:
             for cb in cbs: self.cbs.remove(cb)
-            self._handlers,self._train = {},None   # a virtual epoch's stream may hold loader workers
+            self._handlers,self._train,self._data = {},None,None   # a virtual epoch's stream may hold loader workers
+
+    def position(self, end=False):
+        "Where the fit is after this batch, or after this epoch with `end`: epoch, batch, optimizer steps, history and the loader's state."
+        return dict(epoch=self.epoch + end, iter=0 if end else self.iter + 1, train_iter=self.train_iter,
+                    history=list(self.history), loader=self._data.state_dict())
+
+    def seek(self, pos):
+        "Make this fit go on from `pos`, a `position()` saved by an earlier fit (the epochs before it are skipped)."
+        self.start_epoch,self.start_iter,self.train_iter,self.history = pos['epoch'],pos['iter'],pos['train_iter'],list(pos['history'])
+        if pos.get('loader') is not None: self._data.load_state_dict(pos['loader'])
 
     def make_opt(self, lr=None):
         "A new optimizer from `opt_func`, with a param group per group of `splitter` (one for the whole model by default) at its rate from `lr`."
@@ -214,11 +215,6 @@ def _calling(fs, learn):
     def step():
         for f in fs: f(learn)
     return step
-
-def _len(dl):
-    "`len(dl)`, or None for a loader without one (a torch `DataLoader` over an `IterableDataset` raises `TypeError`)."
-    try: return len(dl)
-    except TypeError: return None
 
 def _check_lr(lr):
     "`lr` if it is a number >= 0, a `slice(lo, hi)` or `slice(hi)` of such, or a non-empty list of them (one per param group)."
@@ -284,70 +280,3 @@ class DeviceCB(Callback):
     def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
-
-# %% ../nbs/02_learner.ipynb #27b10148
-class VirtualEpochs:
-    "A loader whose epoch `e` is batches `e*n`...`e*n+n-1` of `dl` repeated end to end, read as one stream (`dl` needs no length)."
-    def __init__(self, dl, n):
-        if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        self.dl,self.n,self.epoch,self.start,self._stream = dl,n,0,0,None
-    def __len__(self): return self.n
-    def set_epoch(self, epoch, start=0):
-        "Make the next iteration epoch `epoch`, from its batch `start`."
-        self.epoch,self.start = epoch,start
-    def __iter__(self):
-        pos,n = self.epoch*self.n + self.start,self.n - self.start
-        # carry on with the stream when it is at `pos` (the next epoch), else start one there
-        if getattr(self._stream, 'pos', None) != pos: self._stream = _Stream(self.dl, pos)
-        self.epoch,self.start = self.epoch + 1,0
-        return islice(self._stream, n)
-
-class _Stream:
-    "Batches of `dl` repeated end to end (pass `k` after `set_epoch(k)` if it has one), from position `pos`, which it counts on."
-    def __init__(self, dl, pos): self.dl,self.pos,self._it = dl,pos,self._batches(pos)
-    def __iter__(self): return self
-    def __next__(self):
-        b = next(self._it); self.pos += 1
-        return b
-
-    def _batches(self, skip):
-        n,k = _len(self.dl),0
-        if n: k,skip = divmod(skip, n)   # with a length, jump straight to the pass; else count the batches skipped
-        while True:
-            seen = 0
-            for b in _epoch_from(self.dl, k, skip if n else 0):
-                seen += 1
-                if n or seen > skip: yield b
-            if not seen: return   # an exhausted iterator, or an empty loader: the stream ends
-            skip,k = 0 if n else max(skip - seen, 0),k + 1
-
-class _Take:
-    "The next `n` batches of iterator `it` (all that are left if `n` is None), with `len` when `n` is known."
-    def __init__(self, it, n): self.it,self.n = it,n
-    def __len__(self):
-        if self.n is None: raise TypeError("this epoch's number of batches is unknown")
-        return self.n
-    def __iter__(self): return islice(self.it, self.n)
-
-def _epoch_from(dl, epoch, start):
-    "Iterator over `dl`'s epoch `epoch` from batch `start`: `set_epoch(epoch, start=...)` when it has it, else by skipping."
-    if hasattr(dl, 'set_epoch'):
-        if not start: dl.set_epoch(epoch); return iter(dl)
-        try: dl.set_epoch(epoch, start=start); return iter(dl)
-        except TypeError: dl.set_epoch(epoch)    # a set_epoch without `start`
-    return islice(dl, start, None)
-
-# %% ../nbs/02_learner.ipynb #c3d9f0a1
-class LoadAtFitMixin:
-    "For a callback whose state lives in objects `before_fit` builds: `load_state_dict` loads at once when they exist, else at the next fit."
-    _pending,_in_fit = None,False
-    def _can_load(self): return self._in_fit   # override when the objects outlive a fit
-    def load_state_dict(self, sd):
-        "Restore what `state_dict` returned: at once if the fit built what it goes into, else when the next fit starts."
-        if self._can_load(): self._load(sd)
-        else: self._pending = sd
-    def _load_pending(self):
-        "Call at the end of `before_fit`, once the objects are built: load the state kept for this fit."
-        if self._pending is not None: self._load(self._pending)
-        self._pending,self._in_fit = None,True
-    def cleanup_fit(self, learn): self._in_fit = False

@@ -11,8 +11,9 @@ from torcheval.metrics.metric import Metric
 from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
-from .learner import Callback, model_device, _len
-from .data import find_bs
+from .learner import Callback, model_device
+from .data import find_bs, _len
+
 
 # %% ../nbs/03_metrics.ipynb #cf989157
 def metric_name(m):

@@ -14,7 +14,9 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
-from .learner import Learner, Callback, LoadAtFitMixin, CancelFitException, CancelEpochException, _len, _check_lr, param_groups, group_lrs
+from .learner import Learner, Callback, CancelFitException, CancelEpochException, _check_lr, param_groups, group_lrs
+from .resume import LoadAtFitMixin
+from .data import _len
 from .core import _is_int
 from .metrics import MetricsCB
 

@@ -7,7 +7,8 @@ __all__ = ['amp_dtype', 'MixedPrecisionCB', 'CompileCB', 'ProfilerCB', 'compile_
 import os, platform, shutil, sys, warnings
 import torch
 from fastcore.basics import patch
-from .learner import Learner, Callback, LoadAtFitMixin, DeviceCB, model_device   # model_device: kept importable from here
+from .resume import LoadAtFitMixin
+from .learner import Learner, Callback, DeviceCB, model_device   # model_device: kept importable from here
 
 # %% ../nbs/10_speed.ipynb #e0ff1d7f
 def amp_dtype(device_type, dtype=None):

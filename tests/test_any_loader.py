@@ -169,7 +169,7 @@ def test_gradient_accumulation_without_a_length_fails_at_once():
         Learner(model(), streamed_dls(0), cbs=GradAccumCB(2)).fit(1)
 
 def test_virtual_epochs_is_a_loader_of_its_own():
-    from slowlearn.learner import VirtualEpochs
+    from slowlearn.data import VirtualEpochs
     x, y, _, _ = data()
     ve = VirtualEpochs(streamed_dls(0).train, 4)
     first = [xb[:, 0] for xb, _ in batches(x, y)] * 2

@@ -1,5 +1,5 @@
 "Checkpoints and exact resume (also after SIGKILL), atomic writes, safe loading, early stopping, NaN, gradient accumulation, virtual epochs."
-import errno, json, os, pickle, random, signal, subprocess, sys, warnings
+import errno, hashlib, json, os, pickle, random, shutil, signal, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np, pytest, torch
 import torch.nn.functional as F
@@ -63,17 +63,17 @@ torch.manual_seed(0); np.random.seed(0); random.seed(0)
 model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
 dls = DataLoaders.from_tensors(x[:384], y[:384], x[384:], y[384:], bs=16, seed=1)
 cbs = [MetricsCB(MulticlassAccuracy()), Jitter(), OneCycle(), Tick()]
-if ckdir != '-': cbs.append(ck := CheckpointCB(ckdir, every_n_steps=3, keep_last=2))
+if ckdir != '-': cbs.append(ck := CheckpointCB(ckdir, every_n_steps=3, keep_last=2, async_save=len(sys.argv) > 3))
 learn = Learner(model, dls, lr=0.02, cbs=cbs, opt_func=torch.optim.AdamW)
 learn.fit(3, resume=True if ckdir != '-' else None)
 torch.save(dict(model=learn.model.state_dict(), opt=learn.opt.state_dict(), history=learn.history), out)
 '''
 N_STEPS = 3 * 24   # 384 / 16 batches per epoch
 
-def job(ckdir, out, kill_after=None):
+def job(ckdir, out, kill_after=None, async_save=False):
     "Run JOB; with `kill_after`, SIGKILL it as soon as it reports that many optimizer steps. Returns (returncode, stdout lines)."
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
-    p = subprocess.Popen([sys.executable, '-c', JOB, str(ckdir), str(out)], stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    p = subprocess.Popen([sys.executable, '-c', JOB, str(ckdir), str(out)] + ['async'] * async_save, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
     lines = []
     for line in p.stdout:
         lines.append(line.strip())
@@ -108,6 +108,22 @@ def test_sigkilled_at_random_moments_and_resumed_run_is_bit_identical(tmp_path, 
         reached.append(int(lines[-1]))           # the last step it reported before the kill landed
     assert positions[0] is None and all(p['step'] <= r for p, r in zip(positions[1:], reached))
     assert any(0 < p['iter'] < 24 for p in positions[1:])       # at least one resume starts mid-epoch
+    assert_same_state(torch.load(tmp_path/'final.pt', weights_only=True), uninterrupted)
+
+def test_sigkilled_during_a_background_write_then_resumed_is_bit_identical(tmp_path, uninterrupted):
+    "With async_save, SIGKILL the job while a checkpoint is being written in the background: the previous one is used."
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
+    ck = tmp_path/'ck'
+    for attempt in range(20):   # the kill must land while a write is under way; a run that ends first is run again
+        p = subprocess.Popen([sys.executable, '-c', JOB, str(ck), str(tmp_path/'final.pt'), 'async'], stdout=subprocess.DEVNULL, cwd=REPO, env=env)
+        while p.poll() is None and not ((ck/'index.json').exists() and list(ck.glob(f'.ckpt-*.{p.pid}.tmp'))): pass
+        p.kill(); p.wait()
+        if p.returncode == -signal.SIGKILL: break
+        shutil.rmtree(ck)
+    assert p.returncode == -signal.SIGKILL and list(ck.glob(f'.ckpt-*.{p.pid}.tmp'))     # killed in the middle of a write
+    rc, lines = job(ck, tmp_path/'final.pt', async_save=True)
+    resumed = eval(lines[0].removeprefix('resumed '))
+    assert rc == 0 and resumed['step'] > 0
     assert_same_state(torch.load(tmp_path/'final.pt', weights_only=True), uninterrupted)
 
 # ---- in-process helpers
@@ -271,6 +287,34 @@ def test_a_full_disk_under_torch_save_is_a_write_error_naming_the_file(tmp_path)
     assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC and e.value.filename == str(f)
     assert str(e.value) == f'cannot write {f}: {os.strerror(errno.ENOSPC)}'
     assert [p.name for p in tmp_path.iterdir()] == ['a.pt'] and torch.equal(load_checkpoint(f)['w'], torch.ones(3))
+
+def test_save_checkpoint_returns_the_sha256_of_the_bytes_on_disk(tmp_path):
+    sha = save_checkpoint({'w': torch.randn(1000, 50), 'n': [1, 'a']}, tmp_path/'a.pt')
+    assert sha == hashlib.sha256((tmp_path/'a.pt').read_bytes()).hexdigest()
+
+def test_async_save_writes_the_same_checkpoints_and_resumes_exactly(tmp_path):
+    "A background write saves the state of the step it was asked at, though training goes on meanwhile."
+    for d, a in (('sync', False), ('async', True)):
+        make_learn([OneCycle(), CheckpointCB(tmp_path/d, every_n_steps=3, keep_last=100, async_save=a)]).fit(2)
+    names = sorted(p.name for p in (tmp_path/'sync').glob('ckpt-*'))
+    assert len(names) == 2*10//3 + 2 and names == sorted(p.name for p in (tmp_path/'async').glob('ckpt-*'))
+    for n in names:
+        a, b = (load_checkpoint(tmp_path/d/n) for d in ('sync', 'async'))
+        assert all(torch.equal(a['model'][k], b['model'][k]) for k in a['model']) and a['history'] == b['history']
+        assert all(torch.equal(a['opt']['state'][i]['exp_avg'], b['opt']['state'][i]['exp_avg']) for i in a['opt']['state'])
+    ref = make_learn([OneCycle()]); ref.fit(3)
+    learn, ck = crash_then_resume(tmp_path/'crash', 14, every_n_steps=4, async_save=True)
+    assert ck.resumed['step'] == 12 and learn.history == ref.history and states_equal(learn, ref)
+
+def test_a_failed_background_write_is_the_same_write_error_at_the_next_event(tmp_path, monkeypatch):
+    real = C.atomic_write
+    def disk_fills_at_the_second(path, write):
+        return real(path, (lambda f: write(FillsUp(f, 1000))) if path.name.startswith('ckpt-00002') else write)
+    monkeypatch.setattr(C, 'atomic_write', disk_fills_at_the_second)
+    learn = make_learn([CheckpointCB(tmp_path, every_n_steps=5, async_save=True)])
+    with pytest.raises(WriteError, match=f'^cannot write {tmp_path}/ckpt-00002-epoch0-step10.pt: {os.strerror(errno.ENOSPC)}$'): learn.fit(3)
+    assert 10 <= learn.train_iter < 15         # reported before the next checkpoint was due
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['ckpt-00001-epoch0-step5.pt', 'index.json']
 
 def test_saving_into_a_missing_or_unmakeable_folder_names_the_file(tmp_path):
     learn = make_learn()
@@ -531,6 +575,9 @@ def test_virtual_epochs_resume_and_early_stop(tmp_path):
     (lambda: GradAccumCB(2.), 'n_acc'), (lambda: make_learn().fit(1, steps_per_epoch=0), 'steps_per_epoch')])
 def test_bad_arguments_name_the_argument(make, name):
     with pytest.raises(ValueError, match=name): make()
+
+def test_async_save_must_be_a_bool():
+    with pytest.raises(TypeError, match='async_save must be True or False'): CheckpointCB('x', async_save=1)
 
 def test_unknown_monitor_names_the_available_keys(tmp_path):
     with pytest.raises(ValueError, match=r"no 'acc'.*'accuracy'"): make_learn([EarlyStoppingCB(monitor='valid_acc')]).fit(1)

@@ -284,7 +284,8 @@ def test_state_exposed_while_fitting():
                 seen[k] = getattr(learn, k)
     learn = fit(Look(), n_epochs=2, valid=False)
     assert seen['epoch'] == 1 and seen['iter'] == 1 and seen['n_epochs'] == 2 and seen['training']
-    assert seen['dl'] is learn.dls.train and seen['batch'] is learn.dls.train[1] and seen['loss'].ndim == 0
+    assert seen['dl'].dl is learn.dls.train     # the training loader, read through the data module's ResumableLoader
+    assert seen['batch'] is learn.dls.train[1] and seen['loss'].ndim == 0
 
 @pytest.mark.parametrize('bad', [-1, 1.5, '3', True])
 def test_bad_n_epochs_is_a_value_error(bad):
@@ -334,7 +335,7 @@ def test_model_device_lives_in_learner_and_speed_still_exports_it():
     assert model_device(bn) == torch.device('meta') and model_device(nn.Sequential()) == torch.device('cpu')   # a buffer; nothing
 
 def test_load_at_fit_mixin_keeps_a_state_until_the_fit_builds_its_object():
-    from slowlearn.learner import LoadAtFitMixin
+    from slowlearn.resume import LoadAtFitMixin
     class Holder(LoadAtFitMixin, Callback):
         def __init__(self): self.obj,self.log = None,[]
         def before_fit(self, learn): self.obj = []; self._load_pending()
