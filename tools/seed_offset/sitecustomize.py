@@ -10,7 +10,7 @@ if _off and int(_off):
     import random, torch
     _off = int(_off)
     def _shift(f):
-        def seed(s=None, *args, **kwargs): return f(None if s is None else int(s) + _off, *args, **kwargs)
+        def seed(s=None, *args, **kwargs): return f(None if s is None else (int(s) + _off) % 2**32, *args, **kwargs)
         return seed
     torch.manual_seed = torch.random.manual_seed = _shift(torch.manual_seed)
     random.seed = _shift(random.seed)
