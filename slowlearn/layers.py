@@ -2,13 +2,11 @@
 
 # %% ../nbs/07_layers.ipynb #e127d4b3
 from __future__ import annotations
-import math, warnings
-from functools import cache
+import math
 import torch
 from torch import nn
 from .init import GeneralReLU
-from .optim import compile_problem, _why
-from .core import _is_int
+from .core import _is_int, CompileOrEager
 
 # %% auto #0
 __all__ = ['batch_norm_train', 'batch_norm_train_', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
@@ -33,9 +31,6 @@ def batch_norm_train_(x, weight, bias, eps, running_mean, running_var, momentum)
         running_var.lerp_(var.to(running_var.dtype) * (n/(n - 1)), momentum)
     return y
 
-@cache
-def _compiled(fn, **kwargs): return torch.compile(fn, **kwargs)   # one compiled function (and cache) per settings
-
 class BatchNorm(nn.Module):
     "Batch normalisation over the batch (and spatial) dims of `(N, C)` or `(N, C, *spatial)` inputs, with running stats; `compile=True` compiles the training step."
     def __init__(self, num_features, eps=1e-5, momentum=0.1, compile=False):
@@ -49,6 +44,7 @@ class BatchNorm(nn.Module):
         self.weight, self.bias = nn.Parameter(torch.ones(num_features)), nn.Parameter(torch.zeros(num_features))
         self.register_buffer('running_mean', torch.zeros(num_features))
         self.register_buffer('running_var', torch.ones(num_features))
+        self._train = None
 
     def forward(self, x):
         if x.ndim < 2 or x.shape[1] != self.num_features:
@@ -62,26 +58,12 @@ class BatchNorm(nn.Module):
         return ((x - mean) * scale + self.bias.view(shape)).to(x.dtype)
 
     def _train_fn(self, x):
-        "`batch_norm_train_`, compiled if asked and possible (else eager, after one warning)."
-        if not self.compile or getattr(self, '_compile_failed', False): return batch_norm_train_
-        kw = {} if self.compile is True else self.compile
-        backend = kw.get('backend', 'inductor')
-        why = compile_problem(x.device.type, backend) if isinstance(backend, str) else None
-        if why: return self._fail(why)
-        fn = _compiled(batch_norm_train_, **kw)
-        return lambda *args: self._run(fn, *args)
-
-    def _run(self, fn, *args):
-        try: return fn(*args)
-        except Exception as e:
-            out = batch_norm_train_(*args)   # an error in the input itself raises here, as it would uncompiled
-            self._fail(f"compiling failed ({_why(e)})")
-            return out
-
-    def _fail(self, why):
-        self._compile_failed = True
-        warnings.warn(f"BatchNorm(compile=True): {why}; running eagerly instead", stacklevel=4)
-        return batch_norm_train_
+        "`batch_norm_train_`, compiled for this layer if asked and possible (else eager, after one warning)."
+        if not self.compile: return batch_norm_train_
+        if self._train is None:
+            self._train = CompileOrEager(batch_norm_train_, 'BatchNorm(compile=True)', **({} if self.compile is True else self.compile))
+        if x.shape[0] > 1: torch._dynamo.maybe_mark_dynamic(x, 0)   # one graph for every batch size, the last smaller one too
+        return self._train
 
     def extra_repr(self): return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}" + (f", compile={self.compile}" if self.compile else "")
 

@@ -2,10 +2,9 @@
 
 # %% auto #0
 __all__ = ['weight_decay_groups', 'MultiTensorOptimizer', 'SGD', 'Momentum', 'RMSProp', 'Adam', 'AdamW', 'MomentumCB',
-           'GradAccumCB', 'compile_problem']
+           'GradAccumCB']
 
 # %% ../nbs/05_optim.ipynb #7f7bbc7c
-import os, platform, shutil, sys, warnings
 import torch
 from fastcore.basics import patch
 from fastcore.basics import store_attr
@@ -267,25 +266,7 @@ class GradAccumCB(Callback):
         self.count = 0
 
 # %% ../nbs/05_optim.ipynb #c425c4cf
-def compile_problem(device_type='cpu', backend='inductor'):
-    "Why `torch.compile` with `backend` can't work on `device_type` here, as a message, or None if it should."
-    import torch._dynamo
-    if not torch._dynamo.is_dynamo_supported():
-        return f"torch.compile does not support Python {platform.python_version()} on {sys.platform} with torch {torch.__version__}"
-    if backend == 'inductor' and device_type == 'cpu':
-        if not any(shutil.which(c) for c in (os.environ.get('CXX'), 'g++', 'clang++', 'c++') if c):
-            return "the inductor backend needs a C++ compiler on the CPU and none was found (set CXX or install g++)"
-    if backend == 'inductor' and device_type == 'cuda':
-        try: from torch.utils._triton import has_triton
-        except ImportError: has_triton = lambda: False
-        if not has_triton(): return "the inductor backend needs Triton on CUDA (pip install triton)"
-    return None
-
-def _why(e):
-    "The root exception of a compile error, in one line."
-    e = getattr(e, 'inner_exception', None) or e   # Dynamo wraps a backend's exception
-    msg = next((l for l in str(e).splitlines() if l.strip()), '')
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+from .core import CompileOrEager, compile_problem   # compile_problem: kept importable from here
 
 # %% ../nbs/05_optim.ipynb #c5a7e447
 def _update_all(update_one, ps, gs, states, h):
@@ -295,17 +276,15 @@ def _update_all(update_one, ps, gs, states, h):
             if h['decoupled_wd']: p.mul_(h['wd_factor'])
             else: g = g + p * h['weight_decay']
         update_one(p, g, st, h)
+    return True
 
 @patch
 def _compiled_step(self:MultiTensorOptimizer, group, ps, gs, states):
     "Step `ps` with the compiled `_update_all`; False, after one warning, where compiling can't work."
-    if self._compiled is None:
-        kw = {} if self.compile is True else dict(self.compile)
-        backend = kw.get('backend', 'inductor')
-        why = compile_problem(ps[0].device.type, backend) if isinstance(backend, str) else None
-        self._compiled = torch.compile(_update_all, **kw) if why is None else False
-        if why: warnings.warn(f"{type(self).__name__}(compile=True): {why}; stepping eagerly instead", stacklevel=3)
-    if self._compiled is False: return False
+    if self._compiled is None:   # the eager fallback returns False: `step` then runs the multi-tensor update
+        self._compiled = CompileOrEager(_update_all, f"{type(self).__name__}(compile=True)", fallback=lambda *a: False,
+                                        **({} if self.compile is True else self.compile))
+    if not self._compiled.ready(ps[0].device.type): return False
     lr, wd = group['lr'], group['weight_decay']
     fixed = dict(decay=wd != 0, decoupled_wd=group['decoupled_wd'], wd_factor=1 - lr * wd, weight_decay=wd)
     dtype = torch.float64 if ps[0].dtype == torch.float64 else torch.float32
@@ -315,10 +294,7 @@ def _compiled_step(self:MultiTensorOptimizer, group, ps, gs, states):
         h = {k: v if isinstance(v, bool) else torch.tensor(v, dtype=dtype, device=ps[0].device)
              for k, v in {**fixed, **self.scalars(group, t)}.items()}
         sts = [{k: v for k, v in states[i].items() if k != 'step'} for i in idx]   # an int `step` would be baked in
-        try: self._compiled(type(self).update_one, [ps[i] for i in idx], [gs[i] for i in idx], sts, h)
-        except Exception as e:
-            if n: raise   # an earlier run has updated its tensors: the eager step can't redo this one alone
-            self._compiled = False
-            warnings.warn(f"{type(self).__name__}(compile=True): compiling failed ({_why(e)}); stepping eagerly instead", stacklevel=3)
+        if not self._compiled(type(self).update_one, [ps[i] for i in idx], [gs[i] for i in idx], sts, h):
+            if n: raise RuntimeError(f"{type(self).__name__}(compile=True): compiling failed after an earlier run of this step updated its tensors")
             return False
     return True

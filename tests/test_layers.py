@@ -186,14 +186,14 @@ def test_compiled_batchnorm_matches_torch(shape, ref_cls):
     ours.eval(); ref.eval(); compare_fwd_bwd(ours, ref, batch(shape, 10))
 
 def test_compiled_batchnorm_with_inductor_matches_torch_channels_last():
-    from slowlearn.optim import compile_problem
+    from slowlearn.core import compile_problem
     if compile_problem('cpu', 'inductor'): pytest.skip(compile_problem('cpu', 'inductor'))
     ours, ref = BatchNorm(6, compile=True), nn.BatchNorm2d(6)
     randomize_affine(ours, ref)
     x = batch((8, 6, 5, 7), 0).to(memory_format=torch.channels_last)
     compare_fwd_bwd(ours, ref, x)
     close(ours.running_mean, ref.running_mean); close(ours.running_var, ref.running_var)
-    assert not getattr(ours, '_compile_failed', False)
+    assert ours._train.failed is None
 
 def test_batchnorm_under_bfloat16_autocast_returns_bfloat16_like_torch():
     torch.manual_seed(0)
@@ -225,6 +225,26 @@ def test_batchnorm_failing_backend_warns_once_and_runs_eagerly():
         for _ in range(3): assert torch.equal(ours(x), ref(x))
     assert len(ws) == 1 and 'compiling failed' in str(ws[0].message)
     assert torch.equal(ours.running_var, ref.running_var)
+
+def test_many_batchnorm_shapes_and_batch_sizes_train_compiled_without_hitting_the_recompile_limit():
+    "More BatchNorm shapes than Dynamo's recompile_limit (8), and three batch sizes: each layer has its own graphs."
+    import logging
+    torch._dynamo.reset(); torch._dynamo.utils.counters.clear()
+    cs = list(range(3, 15))   # 11 layers, 11 channel counts
+    layers = [m for a, b in zip(cs, cs[1:]) for m in (nn.Linear(a, b), BatchNorm(b, compile=dict(backend='aot_eager')))]
+    model, logged = nn.Sequential(*layers), []
+    handler = logging.Handler(); handler.emit = lambda r: logged.append(r.getMessage())
+    logging.getLogger('torch._dynamo').addHandler(handler)
+    try:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step, bs in enumerate((16, 16, 7, 16, 5)):
+            x = batch((bs, 3), step)
+            model(x).pow(2).mean().backward(); opt.step(); opt.zero_grad()
+    finally: logging.getLogger('torch._dynamo').removeHandler(handler)
+    assert not [m for m in logged if 'recompile_limit' in m]
+    bns = [m for m in model if isinstance(m, BatchNorm)]
+    assert all(m._train.failed is None for m in bns)
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] == len(bns)   # one per layer, whatever the batch size
 
 def test_batchnorm_bad_compile_argument():
     with pytest.raises(TypeError, match='compile must be True, False or a dict'): BatchNorm(3, compile='yes')

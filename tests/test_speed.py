@@ -9,7 +9,8 @@ from slowlearn.learner import Learner, Callback, CancelBatchException
 from slowlearn.metrics import MetricsCB
 from slowlearn.checkpoint import CheckpointCB
 from slowlearn.optim import GradAccumCB
-from slowlearn.speed import MixedPrecisionCB, CompileCB, amp_dtype, compile_problem
+from slowlearn.speed import MixedPrecisionCB, CompileCB, amp_dtype
+from slowlearn.core import compile_problem
 
 def batches(n, bs, seed=0, ni=10, nc=3):
     g = torch.Generator().manual_seed(seed)
