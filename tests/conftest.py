@@ -1,6 +1,6 @@
 "Shared test setup: the `slow` marker's `--runslow` flag and a tiny Fashion-MNIST-shaped data folder."
 import gzip, struct
-import numpy as np, pytest
+import numpy as np, pytest, torch
 
 def pytest_addoption(parser):
     parser.addoption('--runslow', action='store_true', default=False, help='also run the tests marked slow')
@@ -57,3 +57,10 @@ def user_module(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(d))
     yield d
     sys.modules.pop('exp_mod', None)
+
+@pytest.fixture
+def one_thread():
+    "One torch thread for the test: tiny models run faster, and the same thread count on both sides is what makes a resumed run and an uninterrupted one agree bit for bit."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

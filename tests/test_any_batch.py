@@ -15,12 +15,7 @@ from slowlearn.callbacks import GradClipCB, EMACB, SWACB
 from slowlearn.checkpoint import CheckpointCB
 from crash import Crash, CrashAt
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "One thread: the same thread count is what makes the resumed and the uninterrupted run agree bit for bit."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 TEXT = "to be, or not to be, that is the question: whether 'tis nobler in the mind to suffer " * 8
 CHARS = sorted(set(TEXT))

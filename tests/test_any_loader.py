@@ -12,11 +12,7 @@ from slowlearn.checkpoint import CheckpointCB
 from slowlearn.optim import GradAccumCB
 from crash import Crash, CrashAt
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 class Streamed(IterableDataset):
     "The samples of `x`, `y` in order, no `__len__`; with workers, worker w yields batches w, w+W, ... so the loader's order is unchanged."

@@ -16,12 +16,7 @@ from crash import Crash, CrashAt
 
 REPO = Path(__file__).resolve().parents[1]
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny models run faster on one thread, and the same thread count is what makes runs agree bit for bit."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 # A training job with everything that makes exact resume hard: dropout (torch RNG), an augmentation drawing
 # from NumPy's and Python's generators, a one-cycle LR schedule, AdamW state, shuffled data, metrics.

@@ -11,12 +11,7 @@ from slowlearn.callbacks import MixUpCB
 from slowlearn.finetune import FreezeCB   # also adds Learner.freeze, freeze_to, unfreeze, fine_tune
 from crash import Crash, CrashAt
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "The same thread count on both sides is what makes runs agree bit for bit."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 def data(n_train=64, n_valid=32, bs=16, seed=0):
     g = torch.Generator().manual_seed(seed)

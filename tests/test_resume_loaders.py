@@ -11,11 +11,7 @@ from crash import Crash, CrashAt
 
 torchdata = pytest.importorskip('torchdata.stateful_dataloader')
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 N, BS, EPOCHS = 96, 16, 3      # 6 batches an epoch, 18 optimizer steps
 
