@@ -14,17 +14,13 @@ from torch.optim.swa_utils import AveragedModel, SWALR, get_ema_multi_avg_fn
 from fastcore.basics import store_attr
 from .learner import Callback
 from .resume import LoadAtFitMixin
-from .core import _is_int
+from .core import _check_int, _check_pos, _check_choice, ORDER
 from .layers import BatchNorm
-from .speed import MixedPrecisionCB
+from .optim import _params_with_grad
 from .learner import model_device, to_device
 from .data import split_batch, call_model
 
 # %% ../nbs/10a_callbacks.ipynb #97fe21c8
-def _check_pos(nm, v, inf=False):
-    if not isinstance(v, Real) or isinstance(v, bool) or not v > 0 or (v == math.inf and not inf):
-        raise ValueError(f"{nm} must be a number > 0{' (math.inf for the largest absolute value)' if inf else ''}, got {v!r}")
-
 def _total_norm(ps, norm_type):
     "The `norm_type`-norm of all the gradients of `ps` together, as `clip_grad_norm_` computes it."
     gs = [torch.linalg.vector_norm(p.grad, norm_type) for p in ps]
@@ -32,7 +28,7 @@ def _total_norm(ps, norm_type):
 
 class GradClipCB(Callback):
     "Clip the complete, unscaled gradient once per optimizer step: to total norm `max_norm`, or each value to ±`max_value`."
-    order = MixedPrecisionCB.order + 1   # after GradAccumCB (-5) finished the gradient and MixedPrecisionCB (-4) unscaled it
+    order = ORDER.grad_clip   # after GradAccumCB finished the gradient and MixedPrecisionCB unscaled it
     def __init__(self, max_norm=None, max_value=None, norm_type=2.):
         if (max_norm is None) == (max_value is None):
             raise ValueError(f"give one of max_norm and max_value, got max_norm={max_norm!r} and max_value={max_value!r}")
@@ -44,7 +40,7 @@ class GradClipCB(Callback):
 
     def before_batch(self, learn): self._slots = []
     def after_backward(self, learn):
-        ps = [p for g in learn.opt.param_groups for p in g['params'] if p.grad is not None]
+        ps = _params_with_grad(learn.opt.param_groups)
         if self.max_norm is not None: self.norm = clip_grad_norm_(ps, self.max_norm, self.norm_type)
         else:
             if self._slots: self.norm = _total_norm(ps, self.norm_type)   # only computed when someone records it
@@ -67,7 +63,7 @@ def _averaged(model, **kwargs):
 
 class AveragingCB(LoadAtFitMixin, Callback):
     "Base for weight averaging: `self.avg`, an `AveragedModel` of `learn.model` made at each fit, validated with `eval_avg`, copied into the model at the end with `swap_at_end`."
-    order = 50   # swaps back in `after_epoch` after MetricsCB/EarlyStoppingCB read the average, before CheckpointCB saves the model
+    order = ORDER.averaging   # swaps back in `after_epoch` after MetricsCB/EarlyStoppingCB read the average, before CheckpointCB saves the model
     def __init__(self, eval_avg=True, swap_at_end=True):
         self.eval_avg,self.swap_at_end,self.avg = eval_avg,swap_at_end,None
     def _make(self, model): raise NotImplementedError
@@ -111,7 +107,7 @@ class EMACB(AveragingCB):
 @torch.no_grad()
 def update_bn(loader, model, n_batches=None):
     "Set the running statistics of every BatchNorm in `model` (PyTorch's and ours) to their mean over `loader`'s batches (the first `n_batches`)."
-    if n_batches is not None and (not _is_int(n_batches) or n_batches < 1): raise ValueError(f"n_batches must be None or an integer >= 1, got {n_batches!r}")
+    _check_int('n_batches', n_batches, 1, none=True)
     bns = [m for m in model.modules() if isinstance(m, (nn.modules.batchnorm._BatchNorm, BatchNorm))]
     if not bns: return model
     moms,was,dev = [m.momentum for m in bns],model.training,model_device(model)
@@ -131,12 +127,10 @@ def update_bn(loader, model, n_batches=None):
 class SWACB(AveragingCB):
     "Stochastic weight averaging: from epoch `start_epoch` anneal the LR to `swa_lr` (`SWALR`) and average the weights at the end of every epoch."
     def __init__(self, start_epoch, swa_lr, anneal_epochs=1, anneal_strategy='cos', bn_batches=None, eval_avg=True, swap_at_end=True):
-        if not _is_int(start_epoch) or start_epoch < 0: raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
+        _check_int('start_epoch', start_epoch, 0)
         for v in (swa_lr if isinstance(swa_lr, (list, tuple)) else [swa_lr]): _check_pos('swa_lr', v)
-        if not _is_int(anneal_epochs) or anneal_epochs < 0: raise ValueError(f"anneal_epochs must be an integer >= 0, got {anneal_epochs!r}")
-        if anneal_strategy not in ('cos', 'linear'): raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
-        if bn_batches is not None and (not _is_int(bn_batches) or bn_batches < 1):
-            raise ValueError(f"bn_batches must be None or an integer >= 1, got {bn_batches!r}")
+        _check_int('anneal_epochs', anneal_epochs, 0); _check_choice('anneal_strategy', anneal_strategy, ('cos', 'linear'))
+        _check_int('bn_batches', bn_batches, 1, none=True)
         super().__init__(eval_avg, swap_at_end)
         store_attr('start_epoch,swa_lr,anneal_epochs,anneal_strategy,bn_batches')
         self.sched = None

@@ -12,7 +12,7 @@ from fastcore.basics import patch, store_attr
 from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device
 from .data import _len
 from .metrics import MetricsCB, epoch_record
-from .core import _is_int, _check_int, WriteError, atomic_write, make_dir, is_main_process
+from .core import _check_int, _check_bool, _check_choice, ORDER, WriteError, atomic_write, make_dir, is_main_process
 from .resume import set_seed, rng_states, set_rng_states   # set_seed: kept importable from here
 
 # %% ../nbs/09_checkpoint.ipynb #c5c02c2d
@@ -105,7 +105,7 @@ def _check_monitor(monitor, mode):
     if not isinstance(monitor, str) or not re.fullmatch(r'(train|valid)_\w+', monitor):
         raise ValueError(f"monitor must be 'train_<name>' or 'valid_<name>' with <name> a key of learn.history's records "
                          f"(e.g. 'valid_loss', 'valid_accuracy'), got {monitor!r}")
-    if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    _check_choice('mode', mode, ('min', 'max'))
 
 def _monitored(learn, monitor):
     "The value of `monitor` (e.g. 'valid_loss') in this epoch's history record, or None if that phase has none yet."
@@ -161,15 +161,15 @@ def _snapshot(o):
 # %% ../nbs/09_checkpoint.ipynb #06d99a76
 class CheckpointCB(Callback):
     "Save the full training state to `dirpath` every `every_n_epochs` epochs and `every_n_steps` optimizer steps, keeping the newest `keep_last` and the best `keep_best` by `monitor`; `async_save` writes in a background thread."
-    order,can_resume = 100,True   # last, so that it saves what every other callback did in the same event
+    order,can_resume = ORDER.checkpoint,True   # last, so that it saves what every other callback did in the same event
     def __init__(self, dirpath, every_n_epochs=1, every_n_steps=None, monitor='valid_loss', mode='min', keep_last=2, keep_best=1,
                  async_save=False):
         for nm,v in (('every_n_epochs', every_n_epochs), ('every_n_steps', every_n_steps)):
-            if v is not None and (not _is_int(v) or v < 1): raise ValueError(f"{nm} must be None or an integer >= 1, got {v!r}")
-        if not _is_int(keep_last) or keep_last < 1: raise ValueError(f"keep_last must be an integer >= 1, got {keep_last!r}")
-        if not _is_int(keep_best) or keep_best < 0: raise ValueError(f"keep_best must be an integer >= 0, got {keep_best!r}")
+            _check_int(nm, v, 1, none=True)
+        _check_int('keep_last', keep_last, 1)
+        _check_int('keep_best', keep_best, 0)
         if monitor is not None: _check_monitor(monitor, mode)
-        if not isinstance(async_save, bool): raise TypeError(f"async_save must be True or False, got {async_save!r}")
+        _check_bool('async_save', async_save)
         store_attr(but='dirpath')
         self.dirpath,self.resumed,self._pending,self._thread,self._error = Path(dirpath),None,None,None,None
 
@@ -345,10 +345,10 @@ def load(self:Learner, path, with_opt=True):
 # %% ../nbs/09_checkpoint.ipynb #383fcdf3
 class EarlyStoppingCB(Callback):
     "Stop the fit when `monitor` hasn't improved by more than `min_delta` for `patience` epochs; with `restore_best`, end on the best epoch's weights."
-    order = MetricsCB.order + 1   # needs this epoch's metrics
+    order = ORDER.early_stop   # needs this epoch's metrics
     def __init__(self, monitor='valid_loss', mode='min', patience=3, min_delta=0., restore_best=True):
         _check_monitor(monitor, mode)
-        if not _is_int(patience) or patience < 0: raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
+        _check_int('patience', patience, 0)
         if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or not min_delta >= 0:
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
         store_attr()
@@ -393,7 +393,7 @@ class EarlyStoppingCB(Callback):
 # %% ../nbs/09_checkpoint.ipynb #3e0ebc90
 class TerminateOnNaNCB(Callback):
     "Stop the fit at the first NaN or infinite loss, before it reaches the weights, so no checkpoint of a broken state is written."
-    order = -1
+    order = ORDER.terminate_on_nan
     def before_fit(self, learn): self.stopped_at = None
     def after_loss(self, learn):
         if not torch.isfinite(learn.loss).all():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import DataLoader, IterableDataset
 from fastcore.basics import store_attr
-from .core import _check_int, _is_int, atomic_write, make_dir
+from .core import _check_int, atomic_write, make_dir
 
 # %% ../nbs/01_data.ipynb #e05eeb26
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
@@ -283,7 +283,7 @@ class ResumableLoader:
 class VirtualEpochs:
     "A loader whose epoch `e` is batches `e*n`...`e*n+n-1` of `dl` repeated end to end, read as one stream (`dl` needs no length)."
     def __init__(self, dl, n):
-        if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        _check_int('n', n, 1)
         self.dl,self.n,self.epoch,self.start,self._stream = dl,n,0,0,None
     def __len__(self): return self.n
     def set_epoch(self, epoch, start=0):

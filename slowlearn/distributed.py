@@ -8,9 +8,9 @@ import atexit, contextlib, datetime, os, sys
 import torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torcheval.metrics.toolkit import get_synced_metric
-from .learner import Callback, DeviceCB
+from .learner import Callback
 from .metrics import MetricsCB
-from .core import is_main_process
+from .core import is_main_process, ORDER
 from .data import find_bs, map_tensors, call_model
 
 # %% ../nbs/11_distributed.ipynb #c849c551
@@ -36,7 +36,7 @@ def _destroy_at_exit(pg, timeout=60):
 # %% ../nbs/11_distributed.ipynb #d72f506c
 class DDPCB(Callback):
     "Data-parallel training under `torchrun`: shard each batch over ranks, average gradients with DDP, report global metrics."
-    order = DeviceCB.order - 1      # shard batches before DeviceCB moves them; set the GPU before it moves the model
+    order = ORDER.ddp      # shard batches before DeviceCB moves them; set the GPU before it moves the model
     inference = True                # get_preds shards batches too, and puts the results back with `gather_shards`
     def __init__(self, backend=None, **ddp_kwargs):
         if backend not in (None, 'gloo', 'nccl'): raise ValueError(f"backend must be None, 'gloo' or 'nccl', got {backend!r}")

@@ -19,12 +19,12 @@ from fastcore.basics import ifnone, patch
 from fastcore.foundation import L
 from torcheval.metrics import MulticlassAccuracy
 from .learner import Learner, Callback, DeviceCB, CancelFitException
-from .metrics import MetricsCB, ProgressCB, epoch_record, metric_name
+from .metrics import MetricsCB, ProgressCB, epoch_record, metric_name, _plot_losses
 from .data import DataLoaders, load_fashion_mnist
-from .optim import AdamW, Momentum, GradAccumCB
+from .optim import AdamW, Momentum, GradAccumCB, _n_steps
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine, _has_hyper, _get_hyper  # also adds Learner.fit_one_cycle
 from .checkpoint import CheckpointCB, EarlyStoppingCB, set_seed, rng_states, set_rng_states
-from .core import _check_int, WriteError, atomic_write, make_dir, is_main_process
+from .core import _check_int, _check_ints, _check_bool, _check_choice, ORDER, WriteError, atomic_write, make_dir, is_main_process
 from .distributed import DDPCB
 from .speed import ProfilerCB
 from .models import fmnist_cnn, mlp
@@ -32,7 +32,7 @@ from .models import fmnist_cnn, mlp
 # %% ../nbs/12_experiments.ipynb #ac918f12
 class CSVLoggerCB(Callback):
     "Add each `learn.history` record to the CSV file `path` as soon as it is made; a resumed fit writes the records its checkpoint holds, then its own."
-    order,writes = MetricsCB.order + 1,True     # after MetricsCB has made this epoch's record
+    order,writes = ORDER.logger,True     # after MetricsCB has made this epoch's record
     def __init__(self, path='history.csv', append=False):
         if not isinstance(path, (str, os.PathLike)): raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
         self.path,self.append = Path(path),append
@@ -69,7 +69,7 @@ _TB_HELP = ('TensorBoardCB needs the tensorboard package: pip install -e ".[tens
 
 class TensorBoardCB(Callback):
     "Log the training loss, lr and momentum per batch and `learn.history` per epoch to TensorBoard files in `log_dir`."
-    order,writes = MetricsCB.order + 1,True     # after MetricsCB has made this epoch's record
+    order,writes = ORDER.logger,True     # after MetricsCB has made this epoch's record
     def __init__(self, log_dir='runs/tensorboard'):
         try: from torch.utils.tensorboard import SummaryWriter
         except ImportError as e: raise ImportError(_TB_HELP) from e
@@ -125,7 +125,7 @@ def _flat(d, pre=''):
 # %% ../nbs/12_experiments.ipynb #a197bdd4
 class _TrackerCB(Callback):
     "What `WandbCB` and `MLflowCB` share: config, per-step loss and hyperparameters, per-epoch records and final weights, into a run kept across a resume."
-    order,writes = MetricsCB.order + 1,True   # after MetricsCB has made this epoch's record
+    order,writes = ORDER.logger,True   # after MetricsCB has made this epoch's record
     def __init__(self, config=None, log_model=True, run_id=None):
         if dataclasses.is_dataclass(config): config = dataclasses.asdict(config)
         if config is not None and not isinstance(config, Mapping): raise TypeError(f"config must be a dict or a dataclass such as TrainConfig, got {type(config).__name__}")
@@ -240,7 +240,7 @@ def overfit_dls(dls, n):
 # %% ../nbs/12_experiments.ipynb #6c581c5c
 class DryRunCB(Callback):
     "Let one batch through in each phase and end the fit when a second epoch would begin (Lightning's `fast_dev_run`)."
-    order = -100     # first in `before_epoch`, so every other callback sees the one-batch loader
+    order = ORDER.dry_run     # first in `before_epoch`, so every other callback sees the one-batch loader
     def before_fit(self, learn): self.phases = set()
     def before_epoch(self, learn):
         if learn.training in self.phases: raise CancelFitException()
@@ -353,9 +353,7 @@ class TrainConfig:
         if is_target(self.data) and (given := [k for k in ('n_train', 'n_valid') if getattr(self, k) is not None]):
             raise ValueError(f"{' and '.join(given)} take a subset of Fashion-MNIST; with data={self.data!r} pass such settings in data_kwargs")
         if self.data_kwargs and not is_target(self.data): raise ValueError("data_kwargs are the arguments of a data callable: set data='module:callable'")
-        if not isinstance(self.widths, (list, tuple)) or not self.widths:
-            raise ValueError(f"widths must be a non-empty list of integers >= 1, got {self.widths!r}")
-        for w in self.widths: _check_int('widths', w, 1)
+        _check_ints('widths', self.widths, 1)
         self.widths = tuple(int(w) for w in self.widths)
         for k,lo,hi in (('epochs', 0, None), ('bs', 1, None), ('accumulate', 1, None), ('seed', 0, 2**32 - 1),
                         ('n_train', 1, None), ('n_valid', 1, None), ('patience', 0, None), ('overfit_batches', 1, None)):
@@ -368,8 +366,7 @@ class TrainConfig:
             if not (isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and ok(v)): raise ValueError(f"{k} must be a number {rng}, got {v!r}")
             setattr(self, k, float(v))
         if self.sched == 'one_cycle' and self.warmup == 0: raise ValueError("warmup must be > 0 with sched='one_cycle' (the part where the learning rate rises)")
-        for k in ('deterministic', 'checkpoint'):
-            if not isinstance(getattr(self, k), bool): raise TypeError(f"{k} must be True or False, got {getattr(self, k)!r}")
+        for k in ('deterministic', 'checkpoint'): _check_bool(k, getattr(self, k))
         for k in ('data', 'device'):
             if getattr(self, k) is not None and not isinstance(getattr(self, k), str): raise TypeError(f"{k} must be a string or None, got {getattr(self, k)!r}")
         if self.device is not None:
@@ -460,7 +457,7 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True, ckpt_dir=No
     dls,model = config_dls(cfg),config_model(cfg)
     rec = RecorderCB(lr='lr')
     run_cbs = [DeviceCB(cfg.device), DDPCB(), MetricsCB(**config_metrics(cfg)), rec]
-    if cfg.sched != 'one_cycle': run_cbs.append(_sched_cb(cfg, cfg.epochs * -(-len(dls.train) // cfg.accumulate)))
+    if cfg.sched != 'one_cycle': run_cbs.append(_sched_cb(cfg, cfg.epochs * _n_steps(len(dls.train), cfg.accumulate)))
     if cfg.accumulate > 1: run_cbs.append(GradAccumCB(cfg.accumulate))
     if progress: run_cbs.append(ProgressCB())
     if cfg.patience is not None: run_cbs.append(EarlyStoppingCB(patience=cfg.patience))
@@ -481,13 +478,11 @@ def fit_config(cfg, out=None, resume=False, cbs=None, progress=True, ckpt_dir=No
 def _plot_run(learn, rec, out):
     "Save `loss.png` (training loss per batch, validation loss per epoch) and `lr.png` in `out`."
     import matplotlib.pyplot as plt
-    fig,ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(rec['loss'], label='train', alpha=0.8)
-    if valid := [h for h in learn.history if h['phase'] == 'valid']:
-        nb = len(rec['loss']) / max(len(valid), 1)
-        ax.plot([nb * (i + 1) for i in range(len(valid))], [h['loss'] for h in valid], 'o-', label='valid')
-    ax.set(xlabel='batch', ylabel='loss', yscale='log'); ax.legend()
-    _save_png(fig, out/'loss.png')
+    valid = [h['loss'] for h in learn.history if h['phase'] == 'valid']
+    nb = len(rec['loss']) / max(len(valid), 1)
+    ax = _plot_losses(rec['loss'], [(nb * (i + 1), v) for i,v in enumerate(valid)])
+    ax.set_yscale('log')
+    _save_png(ax.figure, out/'loss.png')
     fig,ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(rec['lr']); ax.set(xlabel='batch', ylabel='learning rate')
     _save_png(fig, out/'lr.png')
@@ -584,7 +579,7 @@ def _metrics(m):
 
 def sort_trials(trials, metric=None, mode='min'):
     "`trials` best first by `metric` (lowest for `mode='min'`); failed ones and those without that metric last."
-    if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    _check_choice('mode', mode, ('min', 'max'))
     if metric is None: return list(trials)
     def val(t):
         v = (t.get('metrics') or {}).get(metric)
@@ -595,8 +590,7 @@ def sort_trials(trials, metric=None, mode='min'):
 def random_search(space, train_fn, n_trials, seed=0, results=None, metric=None, mode='min'):
     "Train `n_trials` distinct configurations drawn from `space` with `train_fn(config) -> metrics`; best first by `metric`."
     if not callable(train_fn): raise TypeError(f"train_fn must be callable, got {type(train_fn).__name__}")
-    _check_int('n_trials', n_trials, 0)
-    if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    _check_int('n_trials', n_trials, 0); _check_choice('mode', mode, ('min', 'max'))
     configs = draw_configs(space, n_trials, seed)
     if results is not None: make_dir(Path(results).parent)
     done = {_key(t['config']): t for t in load_trials(results)} if results is not None else {}

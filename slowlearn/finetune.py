@@ -8,9 +8,9 @@ from torch import nn
 from fastcore.basics import patch
 from fastcore.foundation import L
 from .learner import Learner, Callback, param_groups, group_lrs
-from .core import _check_int
+from .core import _check_int, _check_pos, ORDER
 from .layers import BatchNorm
-from .sched import ParamSchedulerCB, combine_scheds, one_cycle_scheds, n_groups, _check_pos
+from .sched import ParamSchedulerCB, combine_scheds, one_cycle_scheds, n_groups
 
 # %% ../nbs/15_finetune.ipynb #ce6dfd95
 _bn_types = (nn.modules.batchnorm._BatchNorm, BatchNorm)
@@ -43,7 +43,7 @@ def unfreeze(self:Learner):
 # %% ../nbs/15_finetune.ipynb #ef19a533
 class FreezeCB(Callback):
     "Train with all param groups but the last frozen for the first `epochs` epochs of the fit, then with all unfrozen."
-    order = -20   # before anything that looks at the parameters
+    order = ORDER.freeze   # before anything that looks at the parameters
     def __init__(self, epochs, train_bn=True): self.epochs,self.train_bn = epochs,train_bn
     def before_epoch(self, learn):
         if not learn.training: return
@@ -57,7 +57,7 @@ def fine_tune(self:Learner, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, 
               cbs=None, resume=None, steps_per_epoch=None):
     "fastai's fine-tuning in one fit: `freeze_epochs` of one cycle peaking at `base_lr` training the last group, then `epochs` unfrozen at rates from `base_lr/2/lr_mult` to `base_lr/2`."
     _check_int('epochs', epochs, 1); _check_int('freeze_epochs', freeze_epochs, 0)
-    _check_pos('base_lr', base_lr); _check_pos('lr_mult', lr_mult)
+    _check_pos('base_lr', base_lr, inf=True); _check_pos('lr_mult', lr_mult, inf=True)
     n,hi = n_groups(self),base_lr/2
     frozen = one_cycle_scheds(group_lrs(slice(base_lr), n), pct_start=0.99)
     unfrozen = one_cycle_scheds(group_lrs(slice(hi/lr_mult, hi), n) if n > 1 else [hi], pct_start, div)

@@ -9,6 +9,7 @@ from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import store_attr, patch
 from .learner import Callback, Learner, to_device, model_device
+from .core import _check_choice
 
 # %% auto #0
 __all__ = ['calc_fans', 'calc_gain', 'kaiming_normal_', 'kaiming_uniform_', 'xavier_normal_', 'xavier_uniform_', 'GeneralReLU',
@@ -36,7 +37,7 @@ def calc_gain(nonlinearity, a=None):
 
 # %% ../nbs/06_init.ipynb #a7ceaf89
 def _fan(w, mode):
-    if mode not in ('fan_in', 'fan_out'): raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    _check_choice('mode', mode, ('fan_in', 'fan_out'))
     return calc_fans(w)[0 if mode == 'fan_in' else 1]
 
 def kaiming_normal_(tensor, a=0., mode='fan_in', nonlinearity='leaky_relu', generator=None):

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 from .init import GeneralReLU
-from .core import _is_int, CompileOrEager
+from .core import _check_int, _check_ints, _check_compile, CompileOrEager
 
 # %% auto #0
 __all__ = ['batch_norm_train', 'batch_norm_train_', 'BatchNorm', 'LayerNorm', 'RMSNorm', 'Dropout', 'conv']
@@ -35,11 +35,10 @@ class BatchNorm(nn.Module):
     "Batch normalisation over the batch (and spatial) dims of `(N, C)` or `(N, C, *spatial)` inputs, with running stats; `compile=True` compiles the training step."
     def __init__(self, num_features, eps=1e-5, momentum=0.1, compile=False):
         super().__init__()
-        if not _is_int(num_features) or num_features < 1: raise ValueError(f"num_features must be an integer > 0, got {num_features!r}")
+        _check_int('num_features', num_features, 1)
         _check_eps(eps)
         if not 0 <= momentum <= 1: raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        if not isinstance(compile, (bool, dict)):
-            raise TypeError(f"compile must be True, False or a dict of torch.compile arguments, got {type(compile).__name__}")
+        _check_compile(compile)
         self.num_features, self.eps, self.momentum, self.compile = num_features, eps, momentum, compile
         self.weight, self.bias = nn.Parameter(torch.ones(num_features)), nn.Parameter(torch.zeros(num_features))
         self.register_buffer('running_mean', torch.zeros(num_features))
@@ -70,8 +69,7 @@ class BatchNorm(nn.Module):
 # %% ../nbs/07_layers.ipynb #1fd5d2ff
 def _norm_shape(normalized_shape):
     shape = tuple(normalized_shape) if hasattr(normalized_shape, '__iter__') else (normalized_shape,)
-    if not shape or not all(_is_int(s) and s > 0 for s in shape):
-        raise ValueError(f"normalized_shape must be a positive int or a non-empty tuple of them, got {normalized_shape!r}")
+    _check_ints('normalized_shape', shape, 1)
     return shape
 
 def _check_trailing(x, shape):
@@ -134,7 +132,7 @@ def _make(f, *args):
 def conv(ni, nf, ks=3, stride=2, act=GeneralReLU, norm=BatchNorm):
     "Conv2d(`ni`→`nf`, `ks`, `stride`, 'same'-style padding), then `norm(nf)` and `act()` unless they are None/False."
     for name, v in dict(ni=ni, nf=nf, ks=ks, stride=stride).items():
-        if not _is_int(v) or v < 1: raise ValueError(f"{name} must be an integer > 0, got {v!r}")
+        _check_int(name, v, 1)
     layers = [nn.Conv2d(ni, nf, ks, stride=stride, padding=ks//2, bias=not norm)]
     if norm: layers.append(_make(norm, nf))
     if act: layers.append(_make(act))

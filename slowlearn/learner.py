@@ -10,7 +10,7 @@ import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import store_attr, ifnone
 from fastcore.foundation import L
-from .core import _is_int, _check_int
+from .core import _check_int, ORDER, show_orders
 from .data import split_batch, batch_format, call_model, ResumableLoader, VirtualEpochs, epoch_loader, _len
 
 
@@ -27,7 +27,7 @@ class CancelStepException(Exception):
 # %% ../nbs/02_learner.ipynb #f42d5837
 class Callback:
     "Base class for callbacks: define event methods taking the learner, e.g. `def after_batch(self, learn)`."
-    order,shared_steps = 0,()   # `shared_steps`: the steps whose method may run alongside another callback's
+    order,shared_steps = ORDER.default,()   # `shared_steps`: the steps whose method may run alongside another callback's
     def __repr__(self): return type(self).__name__
 
 # %% ../nbs/02_learner.ipynb #822af9ff
@@ -123,9 +123,8 @@ class Learner:
 
     def fit(self, n_epochs=1, train=True, valid=True, cbs=None, lr=None, resume=None, steps_per_epoch=None, reset_opt=False):
         "Train `n_epochs` epochs (of `steps_per_epoch` batches if given) at `lr` (default `self.lr`) with extra callbacks `cbs`; the optimizer is made only if there is none or `reset_opt`."
-        if not _is_int(n_epochs) or n_epochs < 0: raise ValueError(f"n_epochs must be an integer >= 0, got {n_epochs!r}")
-        if steps_per_epoch is not None and (not _is_int(steps_per_epoch) or steps_per_epoch < 1):
-            raise ValueError(f"steps_per_epoch must be None or an integer >= 1, got {steps_per_epoch!r}")
+        _check_int('n_epochs', n_epochs, 0)
+        _check_int('steps_per_epoch', steps_per_epoch, 1, none=True)
         if resume is not None and not isinstance(resume, (bool, str, os.PathLike)):
             raise TypeError(f"resume must be None, a bool or a checkpoint path, got {type(resume).__name__}")
         if steps_per_epoch and _len(self.dls.train) == 0: raise ValueError("steps_per_epoch needs a training loader with batches, got an empty one")
@@ -174,8 +173,9 @@ class Learner:
             raise ValueError("learn.opt holds none of learn.model's parameters (was the model replaced?): fit(..., reset_opt=True) makes a new optimizer")
         for g,r in zip(self.opt.param_groups, group_lrs(lr, len(self.opt.param_groups))): g['lr'] = r
 
-    def show_training_loop(self, cbs=None):
-        "Print the events and steps of a fit in the order they happen, with the callbacks (plus `cbs`) that run at each."
+    def show_training_loop(self, cbs=None, orders=False):
+        "Print the events and steps of a fit in the order they happen, with the callbacks (plus `cbs`) that run at each; `orders`: first the `ORDER` table."
+        if orders: show_orders(); print()
         hs = _handlers(self.cbs + L(cbs))
         for nm in _loop:
             depth = 0 if nm.endswith('_fit') else 1 if nm.endswith('_epoch') else 2
@@ -276,7 +276,7 @@ def model_device(model):
 
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
-    order,inference = -10,True   # `inference`: get_preds (lesson 03a) runs it too
+    order,inference = ORDER.device,True   # `inference`: get_preds (lesson 03a) runs it too
     def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)

@@ -13,6 +13,7 @@ from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
 from .learner import Callback, model_device
 from .data import find_bs, _len
+from .core import ORDER
 
 
 # %% ../nbs/03_metrics.ipynb #cf989157
@@ -69,6 +70,7 @@ def _targets(yb):
 
 class MetricsCB(Callback):
     "Compute `metrics` (torcheval metrics, or functions `f(preds, targets)`) on `preds_func(learn.preds)`, and the mean loss, per epoch and phase, appending records to `learn.history`."
+    order = ORDER.metrics
     flush_numel = 2**16   # fold the buffered batches in once their predictions hold this many elements
     def __init__(self, *ms, preds_func=logits_of, **metrics):
         for m in ms: metrics[metric_name(m)] = m
@@ -150,7 +152,7 @@ def epoch_record(learn, phase=None):
 # %% ../nbs/03_metrics.ipynb #0fe179ef
 class ProgressCB(Callback):
     "Progress bars and a per-epoch metrics table; with `plot=True` a train/valid loss graph."
-    order = MetricsCB.order + 1
+    order = ORDER.progress
     def __init__(self, plot=False, notebook=None, refresh=0.2):
         self.plot,self.refresh = plot,refresh
         self.notebook = ifnone(notebook, IN_NOTEBOOK)
@@ -212,9 +214,13 @@ class ProgressCB(Callback):
 
     def plot_losses(self, ax=None):
         "Plot training loss per batch and validation loss per epoch."
-        import matplotlib.pyplot as plt
-        if ax is None: _,ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(self._losses(), label='train')
-        if self.valid_losses: ax.plot(*zip(*self.valid_losses), 'o-', label='valid')
-        ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend()
-        return ax
+        return _plot_losses(self._losses(), self.valid_losses, ax)
+
+def _plot_losses(train, valid, ax=None):
+    "Plot the losses `train`, one per batch, and `valid`, `(batch, loss)` pairs, on `ax` (default: a new figure); returns `ax`."
+    import matplotlib.pyplot as plt
+    if ax is None: _,ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(train, label='train')
+    if valid: ax.plot(*zip(*valid), 'o-', label='valid')
+    ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend()
+    return ax

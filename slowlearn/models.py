@@ -7,14 +7,13 @@ __all__ = ['mlp', 'fmnist_cnn']
 import torch
 from torch import nn
 from .init import kaiming_normal_
-from .core import _is_int
+from .core import _check_ints
 from .layers import conv
 
 # %% ../nbs/07a_models.ipynb #8a167707
 def mlp(widths=(128,), n_in=28*28, n_out=10):
     "Flatten, then Linear+ReLU for each of the hidden `widths`, then a Linear layer to `n_out` logits."
-    if not isinstance(widths, (list, tuple)) or not all(_is_int(w) and w >= 1 for w in widths):
-        raise ValueError(f"widths must be a list of integers >= 1, got {widths!r}")
+    _check_ints('widths', widths, 1, empty=True)
     layers = [nn.Flatten()]
     for a,b in zip((n_in, *widths), widths): layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers, nn.Linear(widths[-1] if widths else n_in, n_out))
@@ -22,8 +21,7 @@ def mlp(widths=(128,), n_in=28*28, n_out=10):
 # %% ../nbs/07a_models.ipynb #cd73a0a4
 def fmnist_cnn(nfs=(16, 32, 64, 128), n_out=10, act=nn.ReLU, norm=nn.BatchNorm2d):
     "The lessons' Fashion-MNIST CNN: stride-2 `conv` blocks (5×5 first) widening through `nfs`, then a conv to `n_out` logits."
-    if not isinstance(nfs, (list, tuple)) or not nfs or not all(_is_int(n) and n >= 1 for n in nfs):
-        raise ValueError(f"nfs must be a non-empty list of integers >= 1, got {nfs!r}")
+    _check_ints('nfs', nfs, 1)
     blocks = [conv(1, nfs[0], ks=5, act=act, norm=norm)] + [conv(a, b, act=act, norm=norm) for a,b in zip(nfs, nfs[1:])]
     model = nn.Sequential(*blocks, nn.Conv2d(nfs[-1], n_out, 3, stride=2, padding=1), nn.Flatten())
     for m in model.modules():

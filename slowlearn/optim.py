@@ -9,6 +9,7 @@ import torch
 from fastcore.basics import patch
 from fastcore.basics import store_attr
 from .learner import Callback
+from .core import _check_compile
 
 # %% ../nbs/05_optim.ipynb #a7cf07c8
 from torch import nn
@@ -52,8 +53,7 @@ class MultiTensorOptimizer(torch.optim.Optimizer):
     compile, _compiled = False, None
 
     def __init__(self, params, compile=False, **defaults):
-        if not isinstance(compile, (bool, dict)):
-            raise TypeError(f"compile must be True, False or a dict of torch.compile arguments, got {type(compile).__name__}")
+        _check_compile(compile)
         super().__init__(params, defaults)
         self.compile = compile   # not a hyperparameter: stays out of `param_groups` and `state_dict`
 
@@ -218,6 +218,10 @@ class AdamW(Adam):
                          eps_in_sqrt=eps_in_sqrt, compile=compile)
 
 # %% ../nbs/05_optim.ipynb #45d72891
+def _params_with_grad(groups):
+    "The parameters of the param groups `groups` that have a gradient."
+    return [p for g in groups for p in g['params'] if p.grad is not None]
+
 class MomentumCB(Callback):
     "Scale the gradients by `momentum` (a list: one per param group) instead of zeroing them, so plain SGD steps along their running sum."
     def __init__(self, momentum=0.85):
@@ -234,23 +238,27 @@ class MomentumCB(Callback):
     @torch.no_grad()
     def zero_grad(self, learn):
         for g,m in zip(learn.opt.param_groups, self._moms(len(learn.opt.param_groups))):
-            if grads := [p.grad for p in g['params'] if p.grad is not None]: torch._foreach_mul_(grads, m)
+            if ps := _params_with_grad([g]): torch._foreach_mul_([p.grad for p in ps], m)
 
 # %% ../nbs/05_optim.ipynb #17667808
 from .learner import CancelStepException
-from .core import _is_int
+from .core import _check_int, ORDER
 from .data import find_bs
+
+def _n_steps(n_batches, n_acc):
+    "Optimizer steps in an epoch of `n_batches` batches stepping every `n_acc` batches and after the last."
+    return -(-n_batches // n_acc)
 
 class GradAccumCB(Callback):
     "Step the optimizer every `n_acc` training batches, on the gradient of the mean loss over all the samples they hold."
-    order = -5   # its `after_backward` finishes the gradient before others (clipping, ...) look at it
+    order = ORDER.grad_accum   # its `after_backward` finishes the gradient before others (clipping, ...) look at it
     def __init__(self, n_acc):
-        if not _is_int(n_acc) or n_acc < 1: raise ValueError(f"n_acc must be an integer >= 1, got {n_acc!r}")
+        _check_int('n_acc', n_acc, 1)
         self.n_acc = n_acc
 
     def before_fit(self, learn):
         if learn.n_iter is None: raise ValueError("GradAccumCB needs a training loader with a length, to close the last group of each epoch")
-        self.count,learn.n_steps = 0,-(-learn.n_iter // self.n_acc)
+        self.count,learn.n_steps = 0,_n_steps(learn.n_iter, self.n_acc)
 
     def after_loss(self, learn):
         # backward of (batch size x mean loss) sums per-sample gradients; the step divides by the group's sample count
@@ -261,12 +269,11 @@ class GradAccumCB(Callback):
         learn.loss = self.loss
         self.count += find_bs(learn.batch)
         if (learn.iter + 1) % self.n_acc and learn.iter + 1 < learn.n_iter: raise CancelStepException()
-        grads = [p.grad for g in learn.opt.param_groups for p in g['params'] if p.grad is not None]
-        if grads: torch._foreach_div_(grads, self.count)
+        if ps := _params_with_grad(learn.opt.param_groups): torch._foreach_div_([p.grad for p in ps], self.count)
         self.count = 0
 
 # %% ../nbs/05_optim.ipynb #c425c4cf
-from .core import CompileOrEager, compile_problem   # compile_problem: kept importable from here
+from .core import CompileOrEager
 
 # %% ../nbs/05_optim.ipynb #c5a7e447
 def _update_all(update_one, ps, gs, states, h):

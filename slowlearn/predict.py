@@ -11,8 +11,8 @@ import torch, torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 from fastcore.foundation import L
-from .learner import Learner, Callback, DeviceCB, with_cbs
-from .core import _is_int
+from .learner import Learner, Callback, with_cbs
+from .core import _check_int, _check_bool, ORDER
 from .data import TensorLoader, split_batch, batch_format, find_bs, map_input, _first_tensor
 
 # %% ../nbs/03a_predict.ipynb #f1b8fb18
@@ -73,7 +73,7 @@ def _collate(vals):
 
 class GatherPredsCB(Callback):
     "Collect every batch's predictions and targets (and inputs, per-item losses) on the CPU, as the model returns them; `get_preds` runs it."
-    order = 100   # after every callback that changes the batch or the predictions
+    order = ORDER.gather_preds   # after every callback that changes the batch or the predictions
     def __init__(self, with_input=False, with_loss=False, loss_func=None):
         self.with_input,self.with_loss,self.loss_func,self.res = with_input,with_loss,loss_func,None
 
@@ -110,9 +110,6 @@ class GatherPredsCB(Callback):
         self.res = _unflatten(self.spec, iter(cols))
 
 # %% ../nbs/03a_predict.ipynb #6de25d3a
-def _check_bool(name, v):
-    if not isinstance(v, bool): raise TypeError(f"{name} must be True or False, got {v!r}")
-
 def _check_act(act):
     if act is not None and not callable(act): raise TypeError(f"act must be None or a callable, got {type(act).__name__}")
 
@@ -185,7 +182,7 @@ def hflip(x):
 
 class _AugmentCB(Callback):
     "Replace each batch's inputs by `augment(xb)`."
-    order,inference = DeviceCB.order + 1,True   # on the batch's device, after DDPCB's sharding
+    order,inference = ORDER.augment,True   # on the batch's device, after DDPCB's sharding
     def __init__(self, augment): self.augment = augment
     def before_batch(self, learn): learn.batch = map_input(learn.batch, self.augment, batch_format(learn.dls)[1])
 
@@ -193,7 +190,7 @@ class _AugmentCB(Callback):
 def tta(self:Learner, dl=None, augment=hflip, n=1, act=None):
     "`get_preds` on `dl` (default `dls.valid`) with the predictions averaged over the inputs as they are and `n` passes through `augment`."
     if not callable(augment): raise TypeError(f"augment must be a callable taking a batch of inputs, got {type(augment).__name__}")
-    if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    _check_int('n', n, 1)
     res = list(self.get_preds(dl, act=act))
     if not isinstance(res[0], torch.Tensor):
         raise TypeError(f"tta averages tensor predictions, and the model returns {type(res[0]).__name__}; average the "
@@ -268,8 +265,7 @@ class ClassificationInterpretation:
 
     def top_losses(self, k=9):
         "The `k` largest losses, largest first, and the positions of their items in `dl`."
-        if not _is_int(k) or not 1 <= k <= len(self.losses):
-            raise ValueError(f"k must be an integer in [1, {len(self.losses)}], got {k!r}")
+        _check_int('k', k, 1, len(self.losses))
         return self.losses.topk(k)
 
     def plot_top_losses(self, k=9, ncols=3, figsize=None, cmap='gray_r'):

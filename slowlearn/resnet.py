@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.foundation import L
 from torcheval.metrics import MulticlassAccuracy
-from .learner import Learner, Callback, DeviceCB, model_device
-from .core import _is_int
+from .learner import Learner, Callback, model_device
+from .core import _check_int, _check_ints, ORDER
 from .metrics import MetricsCB
 from .data import fashion_mnist, map_input, batch_format
 from .init import GeneralReLU, init_weights
@@ -36,8 +36,7 @@ class ResBlock(nn.Module):
 class ResNet(nn.Sequential):
     "ResNet: a stride-1 `ResBlock` to `nfs[0]` channels, a stride-2 one per further entry of `nfs`, global average pool, linear; Kaiming-initialised."
     def __init__(self, nfs=(16, 32, 64, 128, 256), n_in=1, n_out=10, act=GeneralReLU, norm=BatchNorm, leak=0.):
-        if len(nfs) < 1 or not all(_is_int(n) and n > 0 for n in nfs):
-            raise ValueError(f"nfs must be a non-empty sequence of positive channel counts, got {nfs!r}")
+        _check_ints('nfs', nfs, 1)
         blocks = [ResBlock(n_in, nfs[0], 1, act, norm)] + [ResBlock(a, b, 2, act, norm) for a,b in zip(nfs, nfs[1:])]
         super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nfs[-1], n_out))
         init_weights(self, leak=leak)
@@ -49,7 +48,7 @@ class ResNet(nn.Sequential):
 def random_crop_flip(x, pad=1, flip=True, generator=None):
     "Shift each image of the batch `x` `(N, C, H, W)` by up to `pad` pixels (edge padding) and, if `flip`, mirror it with probability 1/2."
     if x.ndim != 4: raise ValueError(f"x must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
-    if not _is_int(pad) or pad < 0: raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
+    _check_int('pad', pad, 0)
     n, _, h, w = x.shape
     dev = x.device
     xp = F.pad(x, (pad,)*4, mode='replicate') if pad else x
@@ -62,7 +61,7 @@ def random_crop_flip(x, pad=1, flip=True, generator=None):
 # %% ../nbs/13_resnet.ipynb #6f79d80d
 class BatchAugmentCB(Callback):
     "Replace each training batch's inputs by `tfm(xb, **kwargs)` (default `random_crop_flip`); validation batches stay as they are."
-    order = DeviceCB.order + 1   # on the batch's device
+    order = ORDER.augment   # on the batch's device
     def __init__(self, tfm=random_crop_flip, **kwargs):
         if not callable(tfm): raise TypeError(f"tfm must be callable, got {type(tfm).__name__}")
         self.tfm,self.kwargs = tfm,kwargs

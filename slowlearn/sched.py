@@ -17,8 +17,7 @@ from fastcore.foundation import L
 from .learner import Learner, Callback, CancelFitException, CancelEpochException, _check_lr, param_groups, group_lrs
 from .resume import LoadAtFitMixin
 from .data import _len
-from .core import _is_int
-from .metrics import MetricsCB
+from .core import _is_int, _check_int, _check_pos, ORDER
 
 # %% ../nbs/08_sched.ipynb #5fd4e367
 class BaseSchedulerCB(LoadAtFitMixin, Callback):
@@ -51,7 +50,7 @@ class BatchSchedulerCB(BaseSchedulerCB):
 
 class EpochSchedulerCB(BaseSchedulerCB):
     "Step a `torch.optim.lr_scheduler` after every training epoch; `ReduceLROnPlateau` after validation, on its loss."
-    order = MetricsCB.order + 1  # ReduceLROnPlateau reads the loss MetricsCB records
+    order = ORDER.epoch_sched  # ReduceLROnPlateau reads the loss MetricsCB records
     def after_epoch(self, learn):
         if not isinstance(self.sched, ReduceLROnPlateau):
             if learn.training: self.sched.step()
@@ -161,8 +160,7 @@ class ParamSchedulerCB(Callback):
         for k,f in scheds.items():
             if not (callable(f) or isinstance(f, (list, tuple)) and f and all(map(callable, f))):
                 raise TypeError(f"schedule for {k!r} must be a function of the position in [0, 1] or a list of them (one per param group), got {type(f).__name__}")
-        if total_steps is not None and (not _is_int(total_steps) or total_steps < 1):
-            raise ValueError(f"total_steps must be None or an integer >= 1, got {total_steps!r}")
+        _check_int('total_steps', total_steps, 1, none=True)
         self.scheds,self.optional,self.total_steps = dict(scheds),set(optional),total_steps
 
     def before_fit(self, learn):
@@ -193,10 +191,6 @@ class ParamSchedulerCB(Callback):
                 if k not in self.optional or _has_hyper(g, k): _set_hyper(g, k, v)
 
 # %% ../nbs/08_sched.ipynb #823b4b79
-def _check_pos(name, v):
-    if not isinstance(v, Real) or isinstance(v, bool) or not v > 0: raise ValueError(f"{name} must be a number > 0, got {v!r}")
-    return v
-
 def n_groups(learn):
     "The number of param groups `learn`'s optimizer has, or will have when its first fit makes it."
     return len(learn.opt.param_groups) if learn.opt is not None else len(param_groups(learn.model, learn.splitter))
@@ -204,8 +198,8 @@ def n_groups(learn):
 def one_cycle_scheds(lrs, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95)):
     "`ParamSchedulerCB` schedules of one cycle peaking at `lrs[i]` for param group `i` (a single schedule for a single group)."
     if not isinstance(pct_start, Real) or not 0 < pct_start < 1: raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
-    _check_pos('div', div); _check_pos('div_final', div_final)
-    for v in lrs: _check_pos('lr_max', v)
+    _check_pos('div', div, inf=True); _check_pos('div_final', div_final, inf=True)
+    for v in lrs: _check_pos('lr_max', v, inf=True)
     if moms is not None and len(moms) != 3: raise ValueError(f"moms must be 3 values (start, middle, end) or None, got {moms!r}")
     phases = [pct_start, 1 - pct_start]
     lr = [combine_scheds(phases, [sched_cos(hi/div, hi), sched_cos(hi, hi/div_final)]) for hi in lrs]
@@ -246,9 +240,9 @@ class SuggestedLRs(namedtuple('SuggestedLRs', 'steep minimum')):
 class LRFinderCB(Callback):
     "Grow the LR exponentially from `start_lr` to `end_lr` over `num_it` training batches recording the loss; stop early when it diverges."
     def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div=4., beta=0.8):
-        _check_pos('start_lr', start_lr)
+        _check_pos('start_lr', start_lr, inf=True)
         if not (isinstance(end_lr, Real) and end_lr > start_lr): raise ValueError(f"end_lr must be > start_lr={start_lr}, got {end_lr!r}")
-        if not _is_int(num_it) or num_it < 2: raise ValueError(f"num_it must be an integer >= 2, got {num_it!r}")
+        _check_int('num_it', num_it, 2)
         if not (isinstance(div, Real) and div > 1): raise ValueError(f"div must be > 1, got {div!r}")
         if not (isinstance(beta, Real) and 0 <= beta < 1): raise ValueError(f"beta must be in [0, 1), got {beta!r}")
         self.start_lr,self.end_lr,self.num_it,self.stop_div,self.div,self.beta = start_lr,end_lr,num_it,stop_div,div,beta

@@ -8,7 +8,8 @@ import warnings
 import torch
 from fastcore.basics import patch
 from .resume import LoadAtFitMixin
-from .learner import Learner, Callback, DeviceCB, model_device   # model_device: kept importable from here
+from .learner import Learner, Callback, model_device   # model_device: kept importable from here
+from .core import ORDER
 
 # %% ../nbs/10_speed.ipynb #e0ff1d7f
 def amp_dtype(device_type, dtype=None):
@@ -21,7 +22,7 @@ def amp_dtype(device_type, dtype=None):
 # %% ../nbs/10_speed.ipynb #0f7bd8a1
 class MixedPrecisionCB(LoadAtFitMixin, Callback):
     "Forward pass and loss under `torch.autocast` in `dtype` (None: float16 on CUDA, else bfloat16); float16 with loss scaling."
-    order = -4   # after GradAccumCB (-5): unscale once the gradient is complete; before clipping (> -4) reads it
+    order = ORDER.mixed_precision   # after GradAccumCB: unscale once the gradient is complete; before clipping (> -4) reads it
     inference = True   # get_preds runs the forward pass under autocast too
     def __init__(self, dtype=None, **scaler_kwargs):
         if dtype is not None: amp_dtype('cpu', dtype)
@@ -67,12 +68,12 @@ class MixedPrecisionCB(LoadAtFitMixin, Callback):
                           "the loss scale starts afresh")
 
 # %% ../nbs/10_speed.ipynb #8c0f0b08
-from .core import CompileOrEager, compile_problem   # compile_problem: kept importable from here
+from .core import CompileOrEager
 
 # %% ../nbs/10_speed.ipynb #775f41de
 class CompileCB(Callback):
     "Run the model's forward through `torch.compile(**kwargs)` during fits; eager, with a warning, where compiling fails."
-    order = DeviceCB.order + 1   # the model is on its device
+    order = ORDER.compile   # the model is on its device
     def __init__(self, backend='inductor', mode=None, fullgraph=False, dynamic=None, options=None):
         if not (isinstance(backend, str) or callable(backend)):
             raise TypeError(f"backend must be a backend name or a callable, got {type(backend).__name__}")
@@ -105,15 +106,15 @@ def compile(self:Learner, backend='inductor', mode=None, fullgraph=False, dynami
 from pathlib import Path
 import torch.distributed as dist
 from torch.profiler import profile, schedule, record_function, ProfilerActivity
-from .core import _is_int, atomic_write, make_dir
+from .core import _check_int, atomic_write, make_dir
 
 class ProfilerCB(Callback):
     "Profile training steps with `torch.profiler`: skip `wait`, warm up `warmup`, record `active`; print the top operators, write a Chrome trace to `out_dir`."
-    order = -20   # first at every event, so its ranges hold the other callbacks' work in that part of the step
+    order = ORDER.profiler   # first at every event, so its ranges hold the other callbacks' work in that part of the step
     phases = ('forward', 'loss', 'backward', 'step', 'zero_grad')
     def __init__(self, out_dir='.', wait=1, warmup=1, active=5, row_limit=15, sort_by=None, show=True, **profile_kwargs):
         for nm,v,lo in (('wait', wait, 0), ('warmup', warmup, 0), ('active', active, 1), ('row_limit', row_limit, 1)):
-            if not _is_int(v) or v < lo: raise ValueError(f"{nm} must be an integer >= {lo}, got {v!r}")
+            _check_int(nm, v, lo)
         self.out_dir,self.wait,self.warmup,self.active,self.row_limit,self.sort_by,self.show = Path(out_dir),wait,warmup,active,row_limit,sort_by,show
         self.profile_kwargs,self.prof,self.trace,self.table,self.averages = profile_kwargs,None,None,None,None
 

@@ -174,5 +174,5 @@ def test_virtual_epochs_is_a_loader_of_its_own():
     ve.set_epoch(1, start=3)                                                   # a jump: a new stream at position 7
     rest = [xb[:, 0] for xb, _ in ve]
     assert len(rest) == 1 and torch.equal(rest[0], first[7])
-    for bad in (0, 1.5, None):
-        with pytest.raises(ValueError, match='n must be an integer >= 1'): VirtualEpochs([], bad)
+    for bad,exc in ((0, ValueError), (1.5, TypeError), (None, TypeError)):
+        with pytest.raises(exc, match='n must be an integer >= 1'): VirtualEpochs([], bad)

@@ -128,18 +128,18 @@ def test_float16_inf_gradient_step_is_still_skipped(clip):
     assert steps.sizes[2] == 0 and all(s > 0 for s in steps.sizes[:2] + steps.sizes[3:])
     assert mp.scaler.get_scale() == 2.**9
 
-@pytest.mark.parametrize('kw, msg', [
-    (dict(), 'give one of max_norm and max_value'),
-    (dict(max_norm=1., max_value=1.), 'give one of max_norm and max_value'),
-    (dict(max_norm=0), 'max_norm must be a number > 0'),
-    (dict(max_norm=math.inf), 'max_norm must be a number > 0'),
-    (dict(max_norm=True), 'max_norm must be a number > 0'),
-    (dict(max_value=-0.1), 'max_value must be a number > 0'),
-    (dict(max_value='1'), 'max_value must be a number > 0'),
-    (dict(max_norm=1., norm_type=0), 'norm_type must be a number > 0'),
-    (dict(max_norm=1., norm_type='inf'), 'norm_type must be a number > 0')])
-def test_clip_bad_arguments(kw, msg):
-    with pytest.raises(ValueError, match=msg): GradClipCB(**kw)
+@pytest.mark.parametrize('kw, exc, msg', [
+    (dict(), ValueError, 'give one of max_norm and max_value'),
+    (dict(max_norm=1., max_value=1.), ValueError, 'give one of max_norm and max_value'),
+    (dict(max_norm=0), ValueError, 'max_norm must be a number > 0'),
+    (dict(max_norm=math.inf), ValueError, 'max_norm must be a number > 0'),
+    (dict(max_norm=True), TypeError, 'max_norm must be a number > 0'),
+    (dict(max_value=-0.1), ValueError, 'max_value must be a number > 0'),
+    (dict(max_value='1'), TypeError, 'max_value must be a number > 0'),
+    (dict(max_norm=1., norm_type=0), ValueError, 'norm_type must be a number > 0'),
+    (dict(max_norm=1., norm_type='inf'), TypeError, 'norm_type must be a number > 0')])
+def test_clip_bad_arguments(kw, exc, msg):
+    with pytest.raises(exc, match=msg): GradClipCB(**kw)
 
 # ---- EMA
 def test_ema_equals_hand_computed_and_averaged_model_reference():
@@ -253,16 +253,16 @@ def test_update_bn_matches_torch_and_covers_our_batchnorm():
     assert_close(ours[1].running_var, torch.stack([h.var(0) for h in hs]).mean(0), rtol=1e-5, atol=1e-6)
     assert ours[1].momentum == 0.3 and not ours.training
 
-@pytest.mark.parametrize('kw, msg', [
-    (dict(start_epoch=-1, swa_lr=0.1), 'start_epoch must be an integer >= 0'),
-    (dict(start_epoch=1.5, swa_lr=0.1), 'start_epoch must be an integer >= 0'),
-    (dict(start_epoch=1, swa_lr=0), 'swa_lr must be a number > 0'),
-    (dict(start_epoch=1, swa_lr=[0.1, -1]), 'swa_lr must be a number > 0'),
-    (dict(start_epoch=1, swa_lr=0.1, anneal_epochs=-1), 'anneal_epochs must be an integer >= 0'),
-    (dict(start_epoch=1, swa_lr=0.1, anneal_strategy='exp'), "anneal_strategy must be 'cos' or 'linear'"),
-    (dict(start_epoch=1, swa_lr=0.1, bn_batches=0), 'bn_batches must be None or an integer >= 1')])
-def test_swa_bad_arguments(kw, msg):
-    with pytest.raises(ValueError, match=msg): SWACB(**kw)
+@pytest.mark.parametrize('kw, exc, msg', [
+    (dict(start_epoch=-1, swa_lr=0.1), ValueError, 'start_epoch must be an integer >= 0'),
+    (dict(start_epoch=1.5, swa_lr=0.1), TypeError, 'start_epoch must be an integer >= 0'),
+    (dict(start_epoch=1, swa_lr=0), ValueError, 'swa_lr must be a number > 0'),
+    (dict(start_epoch=1, swa_lr=[0.1, -1]), ValueError, 'swa_lr must be a number > 0'),
+    (dict(start_epoch=1, swa_lr=0.1, anneal_epochs=-1), ValueError, 'anneal_epochs must be an integer >= 0'),
+    (dict(start_epoch=1, swa_lr=0.1, anneal_strategy='exp'), ValueError, "anneal_strategy must be 'cos' or 'linear'"),
+    (dict(start_epoch=1, swa_lr=0.1, bn_batches=0), ValueError, 'bn_batches must be None or an integer >= 1')])
+def test_swa_bad_arguments(kw, exc, msg):
+    with pytest.raises(exc, match=msg): SWACB(**kw)
 
 # ---- checkpoints
 
@@ -325,10 +325,10 @@ def test_profiler_warns_when_the_fit_is_too_short(tmp_path):
     assert prof.trace is None and not (tmp_path/'trace.json').exists()
     with pytest.raises(ValueError, match='no profile recorded'): prof.phase_times()
 
-@pytest.mark.parametrize('kw, msg', [(dict(wait=-1), 'wait must be an integer >= 0'), (dict(active=0), 'active must be an integer >= 1'),
-                                     (dict(warmup=1.5), 'warmup must be an integer >= 0'), (dict(row_limit=0), 'row_limit must be an integer >= 1')])
-def test_profiler_bad_arguments(kw, msg):
-    with pytest.raises(ValueError, match=msg): ProfilerCB(**kw)
+@pytest.mark.parametrize('kw, exc, msg', [(dict(wait=-1), ValueError, 'wait must be an integer >= 0'), (dict(active=0), ValueError, 'active must be an integer >= 1'),
+                                          (dict(warmup=1.5), TypeError, 'warmup must be an integer >= 0'), (dict(row_limit=0), ValueError, 'row_limit must be an integer >= 1')])
+def test_profiler_bad_arguments(kw, exc, msg):
+    with pytest.raises(exc, match=msg): ProfilerCB(**kw)
 
 # ---- MixUp and CutMix
 from torch.distributions import Beta

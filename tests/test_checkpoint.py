@@ -562,14 +562,18 @@ def test_virtual_epochs_resume_and_early_stop(tmp_path):
 # ---- bad arguments
 
 @pytest.mark.parametrize('make, name', [
-    (lambda: CheckpointCB('x', every_n_epochs=0), 'every_n_epochs'), (lambda: CheckpointCB('x', every_n_steps=1.5), 'every_n_steps'),
+    (lambda: CheckpointCB('x', every_n_epochs=0), 'every_n_epochs'),
     (lambda: CheckpointCB('x', keep_last=0), 'keep_last'), (lambda: CheckpointCB('x', keep_best=-1), 'keep_best'),
     (lambda: CheckpointCB('x', monitor='loss'), 'monitor'), (lambda: CheckpointCB('x', mode='lowest'), 'mode'),
     (lambda: EarlyStoppingCB(patience=-1), 'patience'), (lambda: EarlyStoppingCB(min_delta=-0.1), 'min_delta'),
     (lambda: EarlyStoppingCB(monitor='valid loss'), 'monitor'), (lambda: GradAccumCB(0), 'n_acc'),
-    (lambda: GradAccumCB(2.), 'n_acc'), (lambda: make_learn().fit(1, steps_per_epoch=0), 'steps_per_epoch')])
+    (lambda: make_learn().fit(1, steps_per_epoch=0), 'steps_per_epoch')])
 def test_bad_arguments_name_the_argument(make, name):
     with pytest.raises(ValueError, match=name): make()
+
+@pytest.mark.parametrize('make, name', [(lambda: CheckpointCB('x', every_n_steps=1.5), 'every_n_steps'), (lambda: GradAccumCB(2.), 'n_acc')])
+def test_arguments_of_a_wrong_type_are_type_errors(make, name):
+    with pytest.raises(TypeError, match=name): make()
 
 def test_async_save_must_be_a_bool():
     with pytest.raises(TypeError, match='async_save must be True or False'): CheckpointCB('x', async_save=1)

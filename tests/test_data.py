@@ -367,7 +367,7 @@ def test_holdout_split_partitions_and_is_fixed_by_its_seed():
     assert torch.equal(sd.holdout_split(100, 0.25, seed=3)[1], va)              # a fraction means the same count
     assert torch.equal(sd.holdout_split(100, 25, seed=3)[1], va) and not torch.equal(sd.holdout_split(100, 25, seed=4)[1], va)
 
-@pytest.mark.parametrize('valid,msg', [(0, r'valid must be in \[1, 99\]'), (100, r'valid must be in \[1, 99\]'),
+@pytest.mark.parametrize('valid,msg', [(0, r'valid must be an integer in \[1, 99\]'), (100, r'valid must be an integer in \[1, 99\]'),
                                        (1.0, r'valid must be a fraction in \(0, 1\)'), (0., 'fraction'), ('10', 'valid must be an integer')])
 def test_holdout_split_rejects_bad_sizes(valid, msg):
     with pytest.raises((ValueError, TypeError), match=msg): sd.holdout_split(100, valid)
@@ -420,6 +420,6 @@ def test_map_input_changes_the_first_input_only():
 
 def test_data_loaders_batch_format_arguments_are_checked():
     assert DataLoaders([], [], n_inp=2, target_keys='y').target_keys == ('y',)
-    with pytest.raises(ValueError, match=r'n_inp must be in \[1'): DataLoaders([], [], n_inp=0)
+    with pytest.raises(ValueError, match='n_inp must be an integer >= 1'): DataLoaders([], [], n_inp=0)
     with pytest.raises(TypeError, match='n_inp must be an integer'): DataLoaders([], [], n_inp='1')
     with pytest.raises(TypeError, match='target_keys must be a string or a tuple of strings'): DataLoaders([], [], target_keys=[1])

@@ -265,7 +265,7 @@ def test_sort_trials_puts_missing_and_nan_metrics_last():
     (dict(space=dict(lr=[])), TypeError, r"space\['lr'\] must be a non-empty list"),
     (dict(space=dict(lr=0.1)), TypeError, r"space\['lr'\] must be a non-empty list"),
     (dict(space=dict(act=[nn.ReLU])), TypeError, 'JSON values'),
-    (dict(n_trials=-1), ValueError, r'n_trials must be in \[0, inf\]'), (dict(n_trials=2.), TypeError, 'n_trials must be an integer'),
+    (dict(n_trials=-1), ValueError, 'n_trials must be an integer >= 0'), (dict(n_trials=2.), TypeError, 'n_trials must be an integer'),
     (dict(mode='best'), ValueError, "mode must be 'min' or 'max'"),
     (dict(train_fn=3), TypeError, 'train_fn must be callable')])
 def test_bad_search_arguments_are_rejected(kw, exc, msg):
@@ -290,7 +290,7 @@ def test_a_config_file_may_leave_settings_at_their_defaults(tmp_path):
 
 @pytest.mark.parametrize('text,msg', [('{"epochs": 2, "lr_max": 1}', r"unknown settings \['lr_max'\]"),
                                       ('[1, 2]', 'expected a JSON object'), ('{"epochs": ', 'not valid JSON'),
-                                      ('{"bs": 0}', r'bs must be in \[1, inf\]')])
+                                      ('{"bs": 0}', 'bs must be an integer >= 1')])
 def test_bad_config_files_name_the_problem(tmp_path, text, msg):
     (tmp_path/'c.json').write_text(text)
     with pytest.raises(ValueError, match=msg) as e: TrainConfig.load(tmp_path/'c.json')
@@ -299,10 +299,10 @@ def test_bad_config_files_name_the_problem(tmp_path, text, msg):
 @pytest.mark.parametrize('kw,msg', [
     (dict(model='resnet'), 'model must be one of'), (dict(sched='cosine'), 'sched must be one of'),
     (dict(opt='adam'), 'opt must be one of'), (dict(widths=()), 'widths must be a non-empty list'),
-    (dict(widths=(16, 0)), 'widths must be'), (dict(epochs=-1), r'epochs must be in \[0, inf\]'),
-    (dict(n_train=0), r'n_train must be in \[1, inf\]'), (dict(patience=-1), r'patience must be in \[0, inf\]'),
-    (dict(accumulate=0), r'accumulate must be in \[1, inf\]'), (dict(warmup=0.), "warmup must be > 0 with sched='one_cycle'"),
-    (dict(seed=-1), r'seed must be in \[0, 4294967295\]'), (dict(seed=2**32), r'seed must be in \[0, 4294967295\]'),
+    (dict(widths=(16, 0)), 'widths must be'), (dict(epochs=-1), 'epochs must be an integer >= 0'),
+    (dict(n_train=0), 'n_train must be an integer >= 1'), (dict(patience=-1), 'patience must be an integer >= 0'),
+    (dict(accumulate=0), 'accumulate must be an integer >= 1'), (dict(warmup=0.), "warmup must be > 0 with sched='one_cycle'"),
+    (dict(seed=-1), r'seed must be an integer in \[0, 4294967295\]'), (dict(seed=2**32), r'seed must be an integer in \[0, 4294967295\]'),
     (dict(lr=0), 'lr must be a number > 0'), (dict(lr=float('nan')), 'lr must be a number > 0'),
     (dict(wd=-0.1), 'wd must be a number >= 0'), (dict(warmup=1.), r'warmup must be a number in \[0, 1\)'),
     (dict(device='gpu7'), 'device must name a torch device')])

@@ -287,9 +287,9 @@ def test_state_exposed_while_fitting():
     assert seen['dl'].dl is learn.dls.train     # the training loader, read through the data module's ResumableLoader
     assert seen['batch'] is learn.dls.train[1] and seen['loss'].ndim == 0
 
-@pytest.mark.parametrize('bad', [-1, 1.5, '3', True])
-def test_bad_n_epochs_is_a_value_error(bad):
-    with pytest.raises(ValueError, match='n_epochs'): Learner(nn.Linear(3, 1), tiny_dls()).fit(bad)
+@pytest.mark.parametrize('bad,exc', [(-1, ValueError), (1.5, TypeError), ('3', TypeError), (True, TypeError)])
+def test_bad_n_epochs_is_a_value_or_type_error(bad, exc):
+    with pytest.raises(exc, match='n_epochs'): Learner(nn.Linear(3, 1), tiny_dls()).fit(bad)
 
 @pytest.mark.parametrize('bad', [-0.1, float('nan'), 'fast'])
 def test_bad_lr_is_a_value_error(bad):
@@ -322,9 +322,9 @@ def test_counts_accept_numpy_integers_and_refuse_bools_everywhere():
     a,b = Spy(),Spy(); fit(a, n_epochs=np.int64(2)); fit(b, n_epochs=2)
     assert a.log == b.log and a.log.count('before_epoch') == 4   # 2 epochs, each training then validation
     assert TensorLoader(torch.zeros(5), bs=np.int32(2)).bs == 2 and conv(np.int64(1), np.int64(4))[0].out_channels == 4
-    with pytest.raises(ValueError, match='n_epochs must be an integer >= 0'): fit(Spy(), n_epochs=True)
+    with pytest.raises(TypeError, match='n_epochs must be an integer >= 0'): fit(Spy(), n_epochs=True)
     with pytest.raises(TypeError, match='bs must be an integer'): TensorLoader(torch.zeros(5), bs=True)
-    with pytest.raises(ValueError, match='nf must be an integer > 0'): conv(1, True)
+    with pytest.raises(TypeError, match='nf must be an integer >= 1'): conv(1, True)
 
 def test_model_device_lives_in_learner_and_speed_still_exports_it():
     from slowlearn.learner import model_device

@@ -269,8 +269,8 @@ def test_bad_arguments_are_clear_errors(learn):
     with pytest.raises(TypeError, match='act must be None or a callable'): learn.get_preds(act='softmax')
     with pytest.raises(ValueError, match='dl yielded no batches'): learn.get_preds([])
     with pytest.raises(TypeError, match='augment must be a callable'): learn.tta(augment=2)
-    for n in (0, 1.5, True):
-        with pytest.raises(ValueError, match='n must be an integer >= 1'): learn.tta(n=n)
+    for n,exc in ((0, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match='n must be an integer >= 1'): learn.tta(n=n)
     with pytest.raises(ValueError, match=r'hflip flips image batches \(N, C, H, W\)'): learn.tta([(x[:, 0],)])
     with pytest.raises(TypeError, match='x must be a tensor'): learn.predict_batch([1, 2])
     with pytest.raises(ValueError, match=r'x must be a batch of 4 dimensions or one item of 3.*got shape \(3, 4\)'): learn.predict_batch(x[0, 0])

@@ -107,8 +107,8 @@ def test_resnet_shapes_and_kaiming_init():
             assert mod.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.1)
 
 def test_resnet_rejects_bad_nfs():
-    with pytest.raises(ValueError, match='nfs must be a non-empty sequence'): ResNet(nfs=())
-    with pytest.raises(ValueError, match='nfs must be a non-empty sequence'): ResNet(nfs=(16, 0))
+    with pytest.raises(ValueError, match='nfs must be a non-empty list of integers'): ResNet(nfs=())
+    with pytest.raises(ValueError, match='nfs must be a non-empty list of integers'): ResNet(nfs=(16, 0))
     with pytest.raises(ValueError, match='stride must be 1 or 2'): ResBlock(4, 4, stride=3)
 
 def test_resnet_learner_is_the_recipe_and_trains_a_step():
