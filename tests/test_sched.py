@@ -143,8 +143,8 @@ def test_param_scheduler_total_steps_sets_the_clock():
     spy = Spy()
     Learner(model(), data(), cbs=[spy, ParamSchedulerCB({'lr': sched_lin(0, 1)}, total_steps=16)]).fit(2)   # 8 steps of 16
     assert spy.get('lr') == pytest.approx([i/16 for i in range(8)], abs=1e-15)
-    for bad in (0, 2.5, True):
-        with pytest.raises(ValueError, match='total_steps must be None or an integer >= 1'): ParamSchedulerCB({'lr': sched_lin(0, 1)}, total_steps=bad)
+    for bad,exc in ((0, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match='total_steps must be None or an integer >= 1'): ParamSchedulerCB({'lr': sched_lin(0, 1)}, total_steps=bad)
 
 def test_scheduler_cb_works_with_slowlearn_optimizer():
     # OneCycleLR also cycles betas[0]; our AdamW must see the same values as torch's
