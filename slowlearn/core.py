@@ -22,7 +22,7 @@ def _check_int(name, v, lo, hi=None, none=False):
     raise (ValueError if ok else TypeError)(f"{name} must be {what}, got {v if ok else repr(v)}")
 
 def _check_ints(name, vs, lo, empty=False):
-    "Raise `TypeError` unless `vs` is a list or tuple of integers, `ValueError` if one is < `lo` or it is empty (unless `empty`)."
+    "Raise `TypeError` unless `vs` is a sequence (list, tuple) of integers, `ValueError` if one is < `lo` or it is empty (unless `empty`)."
     what = f"{name} must be a {'' if empty else 'non-empty '}list of integers >= {lo}, got {vs!r}"
     if not isinstance(vs, Sequence) or isinstance(vs, str) or not all(map(_is_int, vs)): raise TypeError(what)
     if (not vs and not empty) or any(v < lo for v in vs): raise ValueError(what)
