@@ -9,9 +9,10 @@ BatchNorm. The goal is >= 94.0% test accuracy in under 3 minutes on a 2-core CPU
 shared machine's timings are inflated by the other jobs on it.
     python bench/resnet_recipe.py [--reps 1] [--epochs 5] [--threads N] [--no-plain]
 """
-import argparse, json, os, platform, resource, statistics, subprocess, sys, time
+import os, platform, resource, statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
+from two_sides import spawn, side_parser, run_one_side
 
 def run_side(side, epochs, threads=None):
     "One run of the recipe with `side` ('learner' or 'plain'): seconds, CPU seconds, final accuracy, peak RSS in MiB."
@@ -47,19 +48,13 @@ def run_side(side, epochs, threads=None):
     return dict(side=side, secs=secs, cpu_secs=cpu, accuracy=acc, test_accuracy=test_acc,
                 rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, threads=torch.get_num_threads())
 
-def spawn(side, epochs, threads):
-    cmd = [sys.executable, __file__, '--side', side, '--json', '--epochs', str(epochs)] + (['--threads', str(threads)] if threads else [])
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode: raise RuntimeError(f"{side} run failed:\n{r.stderr[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
 def main(reps=1, epochs=5, threads=None, plain=True):
     "Alternate `reps` runs of each side; print and return medians (and the ratio to the plain loop when run)."
     sides = ('learner', 'plain') if plain else ('learner',)
     runs, loads = {s: [] for s in sides}, [os.getloadavg()[0]]
     for i in range(reps):
         for side in (sides[::-1] if i % 2 else sides):
-            r = spawn(side, epochs, threads); runs[side].append(r); loads.append(os.getloadavg()[0])
+            r = spawn(__file__, side, epochs, threads); runs[side].append(r); loads.append(os.getloadavg()[0])
             print(f"  {side:8} run {i+1}: {r['secs']:6.1f} s ({r['cpu_secs']:.0f} s CPU)  validation {r['accuracy']:.4f}  test {r['test_accuracy']:.4f}  "
                   f"load average now {loads[-1]:.1f}", flush=True)
     med = {s: {k: statistics.median(r[k] for r in rs) for k in ('secs', 'cpu_secs', 'accuracy', 'test_accuracy', 'rss_mib')} for s, rs in runs.items()}
@@ -78,15 +73,8 @@ def main(reps=1, epochs=5, threads=None, plain=True):
     return res
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--reps', type=int, default=1, help='runs per side (default 1: each takes minutes)')
-    p.add_argument('--epochs', type=int, default=5)
-    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's own)")
+    p = side_parser(__doc__, 1, 'runs per side (default 1: each takes minutes)', 5)
     p.add_argument('--no-plain', action='store_true', help='skip the plain-PyTorch counterpart')
-    p.add_argument('--side', choices=['learner', 'plain'], help='run one side once, in this process')
-    p.add_argument('--json', action='store_true', help='with --side: print the result as one JSON line')
     a = p.parse_args()
-    if a.side:
-        r = run_side(a.side, a.epochs, a.threads)
-        print(json.dumps(r) if a.json else r)
+    if a.side: run_one_side(a, run_side)
     else: main(a.reps, a.epochs, a.threads, not a.no_plain)

@@ -8,9 +8,10 @@ median wall time of the fit, the final validation accuracy, peak RSS and the rat
     python bench/time_to_accuracy.py [--reps 3] [--epochs 6] [--threads N]
     python bench/time_to_accuracy.py --side learner --json     # one run, as the driver does
 """
-import argparse, json, os, platform, resource, statistics, subprocess, sys, time
+import os, platform, resource, statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
+from two_sides import spawn, side_parser, run_one_side
 
 def run_side(side, epochs, threads=None):
     "Train once with `side` ('learner' or 'plain'); returns seconds, final accuracy and peak RSS in MiB."
@@ -44,19 +45,13 @@ def run_side(side, epochs, threads=None):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
     return dict(side=side, secs=secs, accuracy=acc, rss_mib=rss, threads=torch.get_num_threads())
 
-def spawn(side, epochs, threads):
-    cmd = [sys.executable, __file__, '--side', side, '--json', '--epochs', str(epochs)] + (['--threads', str(threads)] if threads else [])
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode: raise RuntimeError(f"{side} run failed:\n{r.stderr[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
 def main(reps=3, epochs=6, threads=None):
     "Alternate `reps` runs of each side in subprocesses; print and return the medians and ratios."
     runs = {'learner': [], 'plain': []}
     loads = [os.getloadavg()[0]]
     for i in range(reps):
         for side in ('plain', 'learner') if i % 2 else ('learner', 'plain'):
-            runs[side].append(spawn(side, epochs, threads)); loads.append(os.getloadavg()[0])
+            runs[side].append(spawn(__file__, side, epochs, threads)); loads.append(os.getloadavg()[0])
             r = runs[side][-1]
             print(f"  {side:8} run {i+1}: {r['secs']:6.1f} s  accuracy {r['accuracy']:.4f}  peak RSS {r['rss_mib']:.0f} MiB", flush=True)
     med = {s: {k: statistics.median(r[k] for r in rs) for k in ('secs', 'accuracy', 'rss_mib')} for s, rs in runs.items()}
@@ -72,14 +67,6 @@ def main(reps=3, epochs=6, threads=None):
     return res
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--reps', type=int, default=3, help='runs per side (default 3)')
-    p.add_argument('--epochs', type=int, default=6, help='epochs per run (default 6, the recipe)')
-    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's own)")
-    p.add_argument('--side', choices=['learner', 'plain'], help='run one side once, in this process')
-    p.add_argument('--json', action='store_true', help='with --side: print the result as one JSON line')
-    a = p.parse_args()
-    if a.side:
-        r = run_side(a.side, a.epochs, a.threads)
-        print(json.dumps(r) if a.json else r)
+    a = side_parser(__doc__, 3, 'runs per side (default 3)', 6, 'epochs per run (default 6, the recipe)').parse_args()
+    if a.side: run_one_side(a, run_side)
     else: main(a.reps, a.epochs, a.threads)

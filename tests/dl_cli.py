@@ -1,4 +1,4 @@
-"`slowlearn fit` with the training set in a shuffled torch `DataLoader` with 2 workers instead of a `TensorLoader` (for test_kill_anywhere)."
+"`slowlearn fit` with the training set in a shuffled torch `DataLoader` with 2 workers instead of a `TensorLoader` (for test_checkpoint_killed)."
 import sys
 from torch.utils.data import DataLoader, TensorDataset
 import slowlearn.experiments as E

@@ -16,12 +16,9 @@ from slowlearn.optim import GradAccumCB
 from slowlearn.speed import MixedPrecisionCB, ProfilerCB
 from slowlearn.callbacks import GradClipCB, EMACB, SWACB, update_bn
 from crash import Crash, CrashAt
+from conftest import class_batches
 
-def batches(n, bs, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n * bs, 10, generator=g)
-    y = (x[:, :3] + 0.3 * torch.randn(n * bs, 3, generator=g)).argmax(1)
-    return [(x[i*bs:(i+1)*bs], y[i*bs:(i+1)*bs]) for i in range(n)]
+def batches(n, bs, seed=0): return class_batches(n, bs, seed, noise=0.3)
 
 def mlp(seed=0, bn=False):
     torch.manual_seed(seed)

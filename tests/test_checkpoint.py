@@ -1,164 +1,18 @@
-"Checkpoints and exact resume (also after SIGKILL), atomic writes, safe loading, early stopping, NaN, gradient accumulation, virtual epochs."
-import errno, hashlib, json, os, pickle, random, shutil, signal, subprocess, sys, warnings
-from pathlib import Path
-import numpy as np, pytest, torch
-import torch.nn.functional as F
+"Checkpoints and exact resume, safe loading, learn.save/load, early stopping, NaN; killed processes are in test_checkpoint_killed.py."
+import errno, hashlib, json, os, pickle
+import pytest, torch
 from torch import nn
-from torcheval.metrics import MulticlassAccuracy
-from slowlearn.learner import Learner, Callback, CancelStepException
-from slowlearn.metrics import MetricsCB
+from slowlearn.learner import Learner, Callback
 from slowlearn.data import DataLoaders
-from slowlearn.checkpoint import (CheckpointCB, EarlyStoppingCB, TerminateOnNaNCB, CheckpointError,
-                                  rng_states, set_rng_states, atomic_write, save_checkpoint, load_checkpoint, WriteError)
+from slowlearn.checkpoint import CheckpointCB, EarlyStoppingCB, TerminateOnNaNCB, CheckpointError, save_checkpoint, load_checkpoint, WriteError
 from slowlearn.optim import GradAccumCB
 import slowlearn.checkpoint as C
 from crash import Crash, CrashAt
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import sign_data as data, make_learn, states_equal, crash_then_resume, OneCycle, ScriptedValid, FillsUp
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-# A training job with everything that makes exact resume hard: dropout (torch RNG), an augmentation drawing
-# from NumPy's and Python's generators, a one-cycle LR schedule, AdamW state, shuffled data, metrics.
-JOB = r'''
-import random, sys, numpy as np, torch
-from torch import nn
-torch.set_num_threads(1)
-from torcheval.metrics import MulticlassAccuracy
-from slowlearn.learner import Learner, Callback
-from slowlearn.metrics import MetricsCB
-from slowlearn.data import DataLoaders
-from slowlearn.checkpoint import CheckpointCB
-
-class OneCycle(Callback):
-    def before_fit(self, learn):
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, 0.02, total_steps=learn.n_epochs * learn.n_steps)
-    def after_step(self, learn): self.sched.step()
-    def state_dict(self): return self.sched.state_dict()
-    def load_state_dict(self, sd): self.sched.load_state_dict(sd)
-
-class Jitter(Callback):
-    def before_batch(self, learn):
-        if learn.training:
-            xb, yb = learn.batch
-            learn.batch = (xb + 0.05 * float(np.random.randn()) + random.gauss(0, 0.05), yb)
-
-class Tick(Callback):
-    order = 50  # before CheckpointCB's after_batch: the parent's kill races the checkpoint write
-    def before_fit(self, learn): self.said = False
-    def before_epoch(self, learn):   # after CheckpointCB's before_fit has resumed (or not)
-        if not self.said: print('resumed', ck.resumed if ckdir != '-' else None, flush=True); self.said = True
-    def after_batch(self, learn):
-        if learn.training: print(learn.train_iter, flush=True)
-
-ckdir, out = sys.argv[1], sys.argv[2]
-g = torch.Generator().manual_seed(0)
-x = torch.randn(448, 20, generator=g); y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()
-torch.manual_seed(0); np.random.seed(0); random.seed(0)
-model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
-dls = DataLoaders.from_tensors(x[:384], y[:384], x[384:], y[384:], bs=16, seed=1)
-cbs = [MetricsCB(MulticlassAccuracy()), Jitter(), OneCycle(), Tick()]
-if ckdir != '-': cbs.append(ck := CheckpointCB(ckdir, every_n_steps=3, keep_last=2, async_save=len(sys.argv) > 3))
-learn = Learner(model, dls, lr=0.02, cbs=cbs, opt_func=torch.optim.AdamW)
-learn.fit(3, resume=True if ckdir != '-' else None)
-torch.save(dict(model=learn.model.state_dict(), opt=learn.opt.state_dict(), history=learn.history), out)
-'''
-N_STEPS = 3 * 24   # 384 / 16 batches per epoch
-
-def job(ckdir, out, kill_after=None, async_save=False):
-    "Run JOB; with `kill_after`, SIGKILL it as soon as it reports that many optimizer steps. Returns (returncode, stdout lines)."
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
-    p = subprocess.Popen([sys.executable, '-c', JOB, str(ckdir), str(out)] + ['async'] * async_save, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
-    lines = []
-    for line in p.stdout:
-        lines.append(line.strip())
-        if kill_after is not None and line.strip() == str(kill_after): os.kill(p.pid, signal.SIGKILL)
-    p.stdout.close()   # read to the end: on a busy machine the job can run a few steps more before the kill lands
-    return p.wait(timeout=120), lines
-
-@pytest.fixture(scope='module')
-def uninterrupted(tmp_path_factory):
-    out = tmp_path_factory.mktemp('ref')/'final.pt'
-    rc, _ = job('-', out)
-    assert rc == 0
-    return torch.load(out, weights_only=True)
-
-def assert_same_state(a, b):
-    assert a['model'].keys() == b['model'].keys()
-    for k in a['model']: assert torch.equal(a['model'][k], b['model'][k]), k
-    assert a['opt']['param_groups'] == b['opt']['param_groups']
-    for i, st in a['opt']['state'].items():
-        for k, v in st.items(): assert torch.equal(v, b['opt']['state'][i][k]), (i, k)
-    assert a['history'] == b['history']
-
-def test_sigkilled_at_random_moments_and_resumed_run_is_bit_identical(tmp_path, uninterrupted):
-    "Kill the job twice (in epoch 0 or 1, then in epoch 2), resume each time; the end state equals the uninterrupted run's."
-    rng = random.Random(0)
-    kills = [rng.randrange(4, 46), rng.randrange(50, N_STEPS - 2)]
-    positions,reached = [],[]
-    for k in kills + [None]:
-        rc, lines = job(tmp_path/'ck', tmp_path/'final.pt', kill_after=k)
-        assert rc == (0 if k is None else -signal.SIGKILL)
-        positions.append(eval(lines[0].removeprefix('resumed ')))
-        reached.append(int(lines[-1]))           # the last step it reported before the kill landed
-    assert positions[0] is None and all(p['step'] <= r for p, r in zip(positions[1:], reached))
-    assert any(0 < p['iter'] < 24 for p in positions[1:])       # at least one resume starts mid-epoch
-    assert_same_state(torch.load(tmp_path/'final.pt', weights_only=True), uninterrupted)
-
-def test_sigkilled_during_a_background_write_then_resumed_is_bit_identical(tmp_path, uninterrupted):
-    "With async_save, SIGKILL the job while a checkpoint is being written in the background: the previous one is used."
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
-    ck = tmp_path/'ck'
-    for attempt in range(20):   # the kill must land while a write is under way; a run that ends first is run again
-        p = subprocess.Popen([sys.executable, '-c', JOB, str(ck), str(tmp_path/'final.pt'), 'async'], stdout=subprocess.DEVNULL, cwd=REPO, env=env)
-        while p.poll() is None and not ((ck/'index.json').exists() and list(ck.glob(f'.ckpt-*.{p.pid}.tmp'))): pass
-        p.kill(); p.wait()
-        if p.returncode == -signal.SIGKILL: break
-        shutil.rmtree(ck)
-    assert p.returncode == -signal.SIGKILL and list(ck.glob(f'.ckpt-*.{p.pid}.tmp'))     # killed in the middle of a write
-    rc, lines = job(ck, tmp_path/'final.pt', async_save=True)
-    resumed = eval(lines[0].removeprefix('resumed '))
-    assert rc == 0 and resumed['step'] > 0
-    assert_same_state(torch.load(tmp_path/'final.pt', weights_only=True), uninterrupted)
-
-# ---- in-process helpers
-
-class OneCycle(Callback):
-    def before_fit(self, learn):
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, 0.05, total_steps=learn.n_epochs * learn.n_steps)
-    def after_step(self, learn): self.sched.step()
-    def state_dict(self): return self.sched.state_dict()
-    def load_state_dict(self, sd): self.sched.load_state_dict(sd)
-
-def data(n=160, nv=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n + nv, 8, generator=g); y = (x[:, 0] + x[:, 1] > 0).long()
-    return x[:n], y[:n], x[n:], y[n:]
-
-def make_learn(cbs=(), bs=16, lr=0.05, dropout=0.2, seed=0, dls=None, opt_func=torch.optim.Adam, loss_func=F.cross_entropy):
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 2))
-    dls = dls or DataLoaders.from_tensors(*data(), bs=bs, seed=3)
-    return Learner(model, dls, loss_func, lr=lr, opt_func=opt_func, cbs=[MetricsCB(MulticlassAccuracy())] + list(cbs))
-
-def states_equal(a, b): return all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
-
-def crash_then_resume(tmp_path, at, n_epochs=3, make=make_learn, fit_kw={}, **ck_kw):
-    with pytest.raises(Crash): make([OneCycle(), CheckpointCB(tmp_path, **ck_kw), CrashAt(at)]).fit(n_epochs, **fit_kw)
-    ck = CheckpointCB(tmp_path, **ck_kw)
-    learn = make([OneCycle(), ck], seed=7)      # other initial weights: everything must come from the checkpoint
-    learn.fit(n_epochs, resume=True, **fit_kw)
-    return learn, ck
-
 # ---- checkpoint contents and resume
-
-def test_rng_states_replay_the_same_draws():
-    st = rng_states()
-    ref = torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)]
-    torch.manual_seed(1); np.random.seed(1); random.seed(1)
-    set_rng_states(st)
-    assert torch.equal(torch.rand(4), ref[0]) and np.array_equal(np.random.rand(4), ref[1])
-    assert [random.random() for _ in range(4)] == ref[2]
 
 def test_checkpoint_holds_the_full_state(tmp_path):
     learn = make_learn([OneCycle(), ck := CheckpointCB(tmp_path, every_n_steps=7)])
@@ -224,12 +78,6 @@ def test_fresh_fit_in_a_used_folder_warns_and_replaces_old_checkpoints(tmp_path)
 
 # ---- keeping, atomicity, corruption, safety
 
-class ScriptedValid(Callback):
-    "Append a valid record with a scripted loss each epoch (instead of MetricsCB)."
-    def __init__(self, losses): self.losses = losses
-    def after_epoch(self, learn):
-        if not learn.training: learn.history.append(dict(epoch=learn.epoch, phase='valid', loss=self.losses[learn.epoch]))
-
 def test_keep_last_and_keep_best(tmp_path):
     losses = [5., 3., 4., 1., 2., 6., 2.5]
     learn = Learner(nn.Linear(8, 2), DataLoaders.from_tensors(*data(), bs=32), cbs=[ScriptedValid(losses),
@@ -258,30 +106,6 @@ def test_a_write_that_dies_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
     assert (tmp_path/'index.json').read_bytes() == before[0]
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != 'index.json'} == before[1]   # no temp file left
     load_checkpoint(tmp_path/ck.checkpoints[-1]['file'], ck.checkpoints[-1]['sha256'])
-
-def test_atomic_write_replaces_whole_files_only(tmp_path):
-    f = tmp_path/'a.bin'
-    atomic_write(f, lambda h: h.write(b'old'))
-    with pytest.raises(RuntimeError):
-        atomic_write(f, lambda h: (h.write(b'new but'), (_ for _ in ()).throw(RuntimeError('killed'))))
-    assert f.read_bytes() == b'old' and [p.name for p in tmp_path.iterdir()] == ['a.bin']
-
-class FillsUp:
-    "A file object whose disk is full after `room` bytes."
-    def __init__(self, f, room): self.f,self.room = f,room
-    def write(self, b):
-        if len(b) > self.room: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.room -= len(b); return self.f.write(b)
-    def flush(self): self.f.flush()
-
-def test_a_full_disk_under_torch_save_is_a_write_error_naming_the_file(tmp_path):
-    f = tmp_path/'a.pt'
-    save_checkpoint({'w': torch.ones(3)}, f)
-    # torch.save reports the failed write as RuntimeError('[enforce fail at inline_container.cc...] unexpected pos')
-    with pytest.raises(WriteError) as e: atomic_write(f, lambda h: torch.save({'w': torch.zeros(10_000)}, FillsUp(h, 5_000)))
-    assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC and e.value.filename == str(f)
-    assert str(e.value) == f'cannot write {f}: {os.strerror(errno.ENOSPC)}'
-    assert [p.name for p in tmp_path.iterdir()] == ['a.pt'] and torch.equal(load_checkpoint(f)['w'], torch.ones(3))
 
 def test_save_checkpoint_returns_the_sha256_of_the_bytes_on_disk(tmp_path):
     sha = save_checkpoint({'w': torch.randn(1000, 50), 'n': [1, 'a']}, tmp_path/'a.pt')
@@ -342,14 +166,6 @@ def test_resume_true_after_a_full_disk_continues_from_the_last_good_checkpoint(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ['ckpt-00001-epoch0-step10.pt', 'index.json']
     learn = make_learn([OneCycle(), ck := CheckpointCB(tmp_path)], seed=7); learn.fit(3, resume=True)
     assert ck.resumed['step'] == 10 and learn.history == ref.history and states_equal(learn, ref)
-
-def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
-    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()
-    for pid in (dead, os.getppid()): (tmp_path/f'.m.pt.{pid}.tmp').write_bytes(b'half')
-    (tmp_path/f'.other.pt.{dead}.tmp').write_bytes(b'half')
-    atomic_write(tmp_path/'m.pt', lambda f: f.write(b'whole'))
-    # the dead writer's is gone; a live process's (here: our parent, as if it were writing) and other files' stay
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f'.m.pt.{os.getppid()}.tmp', f'.other.pt.{dead}.tmp', 'm.pt'])
 
 def truncate(p): p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 3])
 def flip_byte(p): b = bytearray(p.read_bytes()); b[len(b) // 2] ^= 0x10; p.write_bytes(bytes(b))
@@ -470,58 +286,6 @@ def test_checkpoint_refuses_non_finite_weights(tmp_path):
         make_learn([Poison(), ck := CheckpointCB(tmp_path, every_n_steps=1, keep_last=10)]).fit(1, valid=False)
     assert [e['step'] for e in ck.checkpoints] == [1, 2]
 
-# ---- gradient accumulation
-
-def accum_pair(n_acc, bs, n=200, epochs=2):
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(n + 16, 8, generator=g); y = torch.randint(0, 3, (n + 16,), generator=g)
-    def make(bs, cbs):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
-        dls = DataLoaders.from_tensors(x[:n], y[:n], x[n:], y[n:], bs=bs, seed=2)
-        return Learner(model, dls, lr=0.1, opt_func=lambda p, lr: torch.optim.SGD(p, lr, momentum=0.9, weight_decay=1e-3),
-                       cbs=[OneCycle(), MetricsCB()] + cbs)
-    small, big = make(bs, [GradAccumCB(n_acc)]), make(bs * n_acc, [])
-    small.fit(epochs); big.fit(epochs)
-    return small, big
-
-def test_grad_accumulation_equals_big_batches_with_a_shorter_last_group():
-    small, big = accum_pair(4, 16)      # 200 = 3 x 64 + 8: the last group is one batch of 8
-    for p, q in zip(small.model.parameters(), big.model.parameters()): torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
-    assert small.train_iter == big.train_iter == 2 * 4 and small.n_steps == 4
-    assert small.cbs[0].sched.get_last_lr() == pytest.approx(big.cbs[0].sched.get_last_lr(), rel=1e-12)
-    assert [r['phase'] for r in small.history] == [r['phase'] for r in big.history]
-
-def test_grad_accumulation_with_a_group_of_several_short_batches():
-    small, big = accum_pair(3, 10, n=175)   # 18 batches of 10 (last 5): groups of 3; big batches of 30 (last 25)
-    for p, q in zip(small.model.parameters(), big.model.parameters()): torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
-
-def test_grad_accumulation_steps_counted_by_callbacks_and_checkpoints(tmp_path):
-    steps = []
-    class Count(Callback):
-        def after_step(self, learn): steps.append((learn.epoch, learn.iter))
-    make = lambda cbs, seed=0: make_learn([GradAccumCB(3)] + cbs, seed=seed, dropout=0.)
-    make([Count(), ck := CheckpointCB(tmp_path/'a', every_n_steps=2, keep_last=10, monitor=None)]).fit(1, valid=False)
-    assert steps == [(0, 2), (0, 5), (0, 8), (0, 9)]                      # 10 batches: groups of 3, 3, 3, 1
-    assert [(e['step'], e['batch']) for e in ck.checkpoints if not e['end']] == [(2, 6), (4, 10)]
-    ref = make([OneCycle()]); ref.fit(2)
-    learn, _ = crash_then_resume(tmp_path/'b', 5, n_epochs=2, make=make, every_n_steps=2)
-    assert states_equal(learn, ref) and learn.history == ref.history
-
-def test_grad_accumulation_with_fit_one_cycle_equals_big_batches():
-    "slowlearn.sched's one-cycle schedules by optimizer steps (learn.train_iter / learn.n_steps): same LRs, same weights."
-    import slowlearn.sched   # adds Learner.fit_one_cycle
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(216, 8, generator=g); y = torch.randint(0, 3, (216,), generator=g)
-    def make(bs):
-        torch.manual_seed(0)
-        return Learner(nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)),
-                       DataLoaders.from_tensors(x[:200], y[:200], x[200:], y[200:], bs=bs, seed=2), opt_func=torch.optim.Adam)
-    small, big = make(16), make(64)
-    small.fit_one_cycle(2, 0.01, cbs=GradAccumCB(4)); big.fit_one_cycle(2, 0.01)
-    for p, q in zip(small.model.parameters(), big.model.parameters()): torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
-    assert small.opt.param_groups[0]['lr'] == pytest.approx(big.opt.param_groups[0]['lr'], rel=1e-12)
-
 def test_resume_restores_scheduler_and_recorder_callbacks(tmp_path):
     from slowlearn.sched import BatchSchedulerCB, RecorderCB
     def make(cbs, seed=0):
@@ -532,32 +296,6 @@ def test_resume_restores_scheduler_and_recorder_callbacks(tmp_path):
     learn = make([CheckpointCB(tmp_path, every_n_steps=4)], seed=9); learn.fit(3, resume=True)
     assert learn.cbs[2]['lr'] == ref.cbs[2]['lr'] and learn.cbs[2]['loss'] == ref.cbs[2]['loss'] and len(ref.cbs[2]['lr']) == 30
     assert states_equal(learn, ref) and learn.history == ref.history
-
-# ---- virtual epochs
-
-def test_virtual_epochs_run_the_repeated_loader():
-    seen = []
-    class Seen(Callback):
-        def before_batch(self, learn):
-            if learn.training: seen.append((learn.epoch, learn.iter, learn.batch[0][:, 0].clone()))
-    x, y, xv, yv = data(80)
-    dls = DataLoaders.from_tensors(x, y, xv, yv, bs=16, seed=5)      # 5 batches per pass
-    learn = make_learn([Seen()], dls=dls); learn.fit(3, steps_per_epoch=7)
-    stream = [x[dls.train.order(e)[i:i + 16], 0] for e in range(5) for i in range(0, 80, 16)]
-    assert [(e, i) for e, i, _ in seen] == [(e, i) for e in range(3) for i in range(7)]
-    assert all(torch.equal(b, s) for (_, _, b), s in zip(seen, stream))
-    assert [(r['epoch'], r['phase']) for r in learn.history] == [(e, p) for e in range(3) for p in ('train', 'valid')]
-    assert learn.n_iter == 7 and learn.train_iter == 21
-
-def test_virtual_epochs_resume_and_early_stop(tmp_path):
-    ref = make_learn([OneCycle()]); ref.fit(4, steps_per_epoch=6)
-    learn, ck = crash_then_resume(tmp_path, 17, n_epochs=4, fit_kw=dict(steps_per_epoch=6), every_n_steps=4)
-    assert (ck.resumed['epoch'], ck.resumed['iter'], ck.resumed['step']) == (2, 4, 16)     # mid virtual epoch
-    assert states_equal(learn, ref) and learn.history == ref.history
-    losses = [3., 2., 2.5, 2.6, 2.7, 1.]
-    es = EarlyStoppingCB(patience=2)
-    Learner(nn.Linear(8, 2), DataLoaders.from_tensors(*data(), bs=32), cbs=[ScriptedValid(losses), es]).fit(6, steps_per_epoch=2)
-    assert es.stopped_epoch == 3
 
 # ---- bad arguments
 
@@ -580,53 +318,3 @@ def test_async_save_must_be_a_bool():
 
 def test_unknown_monitor_names_the_available_keys(tmp_path):
     with pytest.raises(ValueError, match=r"no 'acc'.*'accuracy'"): make_learn([EarlyStoppingCB(monitor='valid_acc')]).fit(1)
-
-# ---- slowlearn fit --ckpt-dir / --resume / --patience / --accumulate
-
-def write_idx(fname, arr):
-    import gzip, struct
-    with gzip.open(fname, 'wb') as f:
-        f.write(struct.pack('>I', 2048 + arr.ndim) + struct.pack(f'>{arr.ndim}I', *arr.shape) + arr.astype(np.uint8).tobytes())
-
-@pytest.fixture
-def tiny_fmnist(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, (fx, fy), n in (('train', ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'), 160),
-                               ('valid', ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'), 32)):
-        y = rng.integers(0, 10, n); x = rng.integers(0, 60, (n, 28, 28))
-        for i, c in enumerate(y): x[i, 2 * c:2 * c + 8, 2 * c:2 * c + 8] = 255
-        write_idx(tmp_path/fx, x); write_idx(tmp_path/fy, y)
-    return tmp_path
-
-def test_cli_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_fmnist, tmp_path, monkeypatch):
-    from slowlearn import cli, experiments
-    args = ['fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '32', '--accumulate', '2', '--patience', '5']
-    cli.main(args + ['--out', str(tmp_path/'ref')])
-    class DiesAfterEpoch0(CheckpointCB):
-        def after_epoch(self, learn):
-            super().after_epoch(learn)
-            if not learn.training and learn.epoch == 0: raise KeyboardInterrupt
-    monkeypatch.setattr(experiments, 'CheckpointCB', DiesAfterEpoch0)   # the CLI trains with fit_config
-    with pytest.raises(KeyboardInterrupt): cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck')])
-    monkeypatch.undo()
-    cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck'), '--resume'])
-    ref, run = (torch.load(tmp_path/d/'model.pt', weights_only=True) for d in ('ref', 'run'))
-    assert all(torch.equal(ref[k], run[k]) for k in ref)
-    assert (tmp_path/'ref'/'history.csv').read_text() == (tmp_path/'run'/'history.csv').read_text()
-    assert len((tmp_path/'run'/'history.csv').read_text().splitlines()) == 1 + 2 * 2
-
-@pytest.mark.parametrize('args, msg', [(['--accumulate', '0'], '--accumulate'), (['--patience', '-1'], '--patience'),
-                                       (['--resume'], '--resume needs --ckpt-dir')])
-def test_cli_bad_checkpoint_options_exit_2(tiny_fmnist, tmp_path, capsys, args, msg):
-    from slowlearn import cli
-    with pytest.raises(SystemExit) as e: cli.main(['fit', '--data', str(tiny_fmnist), '--out', str(tmp_path/'o'), *args])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
-
-# ---- learner support
-
-def test_a_callback_attribute_named_like_a_step_is_not_a_step():
-    class WithData(Callback):
-        def __init__(self): self.step,self.predict = 3,'x'     # plain attributes, not step replacements
-    learn = make_learn([WithData()]); learn.fit(1)
-    assert learn.train_iter == 10

@@ -1,10 +1,13 @@
-"`slowlearn fit` end to end on a small Fashion-MNIST-shaped slice, its usage errors, and disks that fail under it."
+"`slowlearn fit` end to end on a small Fashion-MNIST-shaped slice, its usage errors, disks that fail under it, the checkpoint options and `--config`."
 import csv, errno, json, os, resource, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager, nullcontext
 import pytest, torch
-from conftest import FILES
+from conftest import FILES, SMALL
+from slowlearn.learner import Callback
+from slowlearn.checkpoint import CheckpointCB
 from slowlearn.models import fmnist_cnn
-from slowlearn.experiments import TrainConfig
+from slowlearn.experiments import TrainConfig, fit_config
+from slowlearn.cli import main
 
 def slowlearn(*args, **kw):
     return subprocess.run([sys.executable, '-m', 'slowlearn.cli', *args], capture_output=True, text=True, **kw)
@@ -192,7 +195,7 @@ def test_overfit_batches_with_a_config_trains_on_those_batches_only(user_module,
 
 def test_wandb_offline_logs_the_cli_run_with_its_config(user_module, tmp_path):
     pytest.importorskip('wandb')
-    from test_trackers import wandb_runs
+    from conftest import wandb_runs
     env = user_env(user_module, WANDB_MODE='offline', WANDB_SILENT='true', WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path/'cache'),
                    WANDB_DATA_DIR=str(tmp_path/'data'), WANDB_CONFIG_DIR=str(tmp_path/'config'))
     r = slowlearn('fit', '--config', user_config(tmp_path/'cfg.json', epochs=2), '--wandb', 'p', '--out', str(tmp_path/'run'), env=env, timeout=300)
@@ -202,3 +205,71 @@ def test_wandb_offline_logs_the_cli_run_with_its_config(user_module, tmp_path):
     valid = {int(r['epoch']): float(r['loss']) for r in csv.DictReader(open(tmp_path/'run'/'history.csv')) if r['phase'] == 'valid'}
     assert {r['epoch']: r['valid_loss'] for r in run['rows'] if 'valid_loss' in r} == valid
     assert run['artifacts'] == [('model', ['model.pt'])]
+
+# ---- slowlearn fit --ckpt-dir / --resume / --patience / --accumulate
+
+@pytest.mark.usefixtures('one_thread')
+@pytest.mark.parametrize('tiny_fmnist', [(160, 32)], indirect=True, ids=['160+32'])
+def test_cli_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_fmnist, tmp_path, monkeypatch):
+    from slowlearn import cli, experiments
+    args = ['fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '32', '--accumulate', '2', '--patience', '5']
+    cli.main(args + ['--out', str(tmp_path/'ref')])
+    class DiesAfterEpoch0(CheckpointCB):
+        def after_epoch(self, learn):
+            super().after_epoch(learn)
+            if not learn.training and learn.epoch == 0: raise KeyboardInterrupt
+    monkeypatch.setattr(experiments, 'CheckpointCB', DiesAfterEpoch0)   # the CLI trains with fit_config
+    with pytest.raises(KeyboardInterrupt): cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck')])
+    monkeypatch.undo()
+    cli.main(args + ['--out', str(tmp_path/'run'), '--ckpt-dir', str(tmp_path/'ck'), '--resume'])
+    ref, run = (torch.load(tmp_path/d/'model.pt', weights_only=True) for d in ('ref', 'run'))
+    assert all(torch.equal(ref[k], run[k]) for k in ref)
+    assert (tmp_path/'ref'/'history.csv').read_text() == (tmp_path/'run'/'history.csv').read_text()
+    assert len((tmp_path/'run'/'history.csv').read_text().splitlines()) == 1 + 2 * 2
+
+@pytest.mark.usefixtures('one_thread')
+@pytest.mark.parametrize('tiny_fmnist', [(160, 32)], indirect=True, ids=['160+32'])
+@pytest.mark.parametrize('args, msg', [(['--accumulate', '0'], '--accumulate'), (['--patience', '-1'], '--patience'),
+                                       (['--resume'], '--resume needs --ckpt-dir')])
+def test_cli_bad_checkpoint_options_exit_2(tiny_fmnist, tmp_path, capsys, args, msg):
+    from slowlearn import cli
+    with pytest.raises(SystemExit) as e: cli.main(['fit', '--data', str(tiny_fmnist), '--out', str(tmp_path/'o'), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
+
+# ---- slowlearn fit --config
+
+def test_fit_config_command_writes_the_run_folder(tmp_path, fake_fmnist, capsys):
+    SMALL.save(tmp_path/'cfg.json')
+    main(['fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run')])
+    assert f"wrote the run folder {tmp_path/'run'}" in capsys.readouterr().out
+    ref = fit_config(SMALL, tmp_path/'ref', progress=False)
+    assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
+    assert TrainConfig.load(tmp_path/'run'/'config.json') == SMALL
+    sd = torch.load(tmp_path/'run'/'model.pt')
+    assert all(torch.equal(sd[k], v) for k,v in ref.model.state_dict().items())
+
+def test_fit_config_command_resumes_a_killed_run(tmp_path, fake_fmnist, capsys):
+    SMALL.save(tmp_path/'cfg.json')
+    class Kill(Callback):
+        def before_epoch(self, learn):
+            if learn.epoch == 1: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): fit_config(SMALL, tmp_path/'run', cbs=[Kill()], progress=False)
+    main(['fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run'), '--resume'])
+    fit_config(SMALL, tmp_path/'ref', progress=False)
+    assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
+
+@pytest.mark.parametrize('extra,msg', [(['--lr', '0.5'], 'drop --lr'), (['--epochs', '2', '--ckpt-dir', 'x'], 'drop --epochs --ckpt-dir'),
+                                       (['--resume'], '--resume with --config needs --out')])
+def test_fit_config_command_refuses_conflicting_options(tmp_path, capsys, extra, msg):
+    SMALL.save(tmp_path/'cfg.json')
+    with pytest.raises(SystemExit) as e: main(['fit', '--config', str(tmp_path/'cfg.json'), *extra])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
+
+@pytest.mark.parametrize('text,msg', [(None, 'No such file'), ('{"lr": -1}', 'lr must be a number > 0'), ('{"lr_max": 1}', 'unknown settings')])
+def test_fit_config_command_reports_a_bad_config_in_one_line(tmp_path, capsys, text, msg):
+    if text is not None: (tmp_path/'cfg.json').write_text(text)
+    with pytest.raises(SystemExit) as e: main(['fit', '--config', str(tmp_path/'cfg.json')])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1

@@ -1,4 +1,4 @@
-"Experiments: set_seed, CSVLoggerCB (flush, crash, resume, rank 0), TensorBoardCB, distributions and random_search."
+"Experiments: CSVLoggerCB (flush, crash, resume, rank 0), TensorBoardCB, distributions and random_search."
 import csv, errno, json, math, os, random, sys, warnings
 import numpy as np, pytest, torch
 from torch import nn
@@ -9,6 +9,7 @@ from slowlearn.data import DataLoaders
 from slowlearn.experiments import (set_seed, CSVLoggerCB, TensorBoardCB, uniform, log_uniform, draw_configs,
                                    load_trials, sort_trials, random_search)
 from slowlearn.checkpoint import WriteError
+from conftest import SMALL
 
 def read_csv(path):
     with open(path, newline='') as f: return list(csv.DictReader(f))
@@ -21,32 +22,6 @@ def learner(cbs=(), n=48, bs=16):
 
 def as_history(rows):
     return [dict(epoch=int(r['epoch']), phase=r['phase'], loss=float(r['loss']), accuracy=float(r['accuracy'])) for r in rows]
-
-# --- set_seed
-
-def test_set_seed_repeats_python_numpy_and_torch_draws():
-    def draws(): return random.random(), np.random.rand(), torch.randn(3).tolist()
-    set_seed(3); a = draws()
-    random.random(); np.random.rand(); torch.rand(5)
-    set_seed(3); assert draws() == a
-    random.seed(3); np.random.seed(3); torch.manual_seed(3)       # the three seeds set by hand
-    assert draws() == a
-
-def test_set_seed_deterministic_switches_torch_algorithms():
-    before = torch.are_deterministic_algorithms_enabled()
-    try:
-        set_seed(0, deterministic=True); assert torch.are_deterministic_algorithms_enabled()
-        set_seed(0); assert torch.are_deterministic_algorithms_enabled()        # None leaves it as it is
-        set_seed(0, deterministic=False); assert not torch.are_deterministic_algorithms_enabled()
-    finally: torch.use_deterministic_algorithms(before)
-
-@pytest.mark.parametrize('seed,exc', [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError), ('0', TypeError)])
-def test_set_seed_rejects_bad_seeds(seed, exc):
-    with pytest.raises(exc, match=r'seed must be (an integer|in \[0, 4294967295\])'): set_seed(seed)
-
-def test_set_seed_takes_numpy_integers():
-    set_seed(np.int64(3)); a = torch.rand(2)
-    set_seed(3); assert torch.equal(torch.rand(2), a)
 
 # --- CSVLoggerCB
 
@@ -274,7 +249,6 @@ def test_bad_search_arguments_are_rejected(kw, exc, msg):
 
 # --- TrainConfig and fit_config
 from dataclasses import asdict, replace
-import slowlearn.experiments as E
 from slowlearn.experiments import TrainConfig, fit_config
 
 def test_config_round_trips_through_json(tmp_path):
@@ -318,17 +292,6 @@ def test_numpy_integer_settings_become_ints(tmp_path):
     cfg = TrainConfig(epochs=np.int64(2), bs=np.int32(64), widths=(np.int64(8),), n_train=np.int64(100))
     assert (cfg.epochs, cfg.bs, cfg.widths, cfg.n_train) == (2, 64, (8,), 100) and type(cfg.epochs) is int
     cfg.save(tmp_path/'c.json'); assert TrainConfig.load(tmp_path/'c.json') == cfg
-
-@pytest.fixture
-def fake_fmnist(monkeypatch):
-    "Small random stand-in for Fashion-MNIST, so fit_config runs in a fraction of a second."
-    g = torch.Generator().manual_seed(0)
-    data = (torch.randn(300, 1, 28, 28, generator=g), torch.randint(0, 10, (300,), generator=g),
-            torch.randn(100, 1, 28, 28, generator=g), torch.randint(0, 10, (100,), generator=g))
-    monkeypatch.setattr(E, 'load_fashion_mnist', lambda path=None, normalize=True: data)
-    return data
-
-SMALL = TrainConfig(model='mlp', widths=(16,), n_train=200, n_valid=64, epochs=3, bs=32, lr=1e-2)
 
 def test_a_run_fills_its_folder(tmp_path, fake_fmnist):
     learn = fit_config(SMALL, tmp_path/'run', progress=False)
@@ -409,44 +372,6 @@ def test_patience_stops_the_run_where_the_rule_says(fake_fmnist):
         learn = fit_config(replace(cfg, patience=patience), progress=False)
         n = stop_after(full, patience)
         assert n < 6 and [h['loss'] for h in learn.history if h['phase'] == 'valid'] == full[:n]
-
-# --- slowlearn fit --config
-from slowlearn.cli import main
-
-def test_fit_config_command_writes_the_run_folder(tmp_path, fake_fmnist, capsys):
-    SMALL.save(tmp_path/'cfg.json')
-    main(['fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run')])
-    assert f"wrote the run folder {tmp_path/'run'}" in capsys.readouterr().out
-    ref = fit_config(SMALL, tmp_path/'ref', progress=False)
-    assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
-    assert TrainConfig.load(tmp_path/'run'/'config.json') == SMALL
-    sd = torch.load(tmp_path/'run'/'model.pt')
-    assert all(torch.equal(sd[k], v) for k,v in ref.model.state_dict().items())
-
-def test_fit_config_command_resumes_a_killed_run(tmp_path, fake_fmnist, capsys):
-    SMALL.save(tmp_path/'cfg.json')
-    class Kill(Callback):
-        def before_epoch(self, learn):
-            if learn.epoch == 1: raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt): fit_config(SMALL, tmp_path/'run', cbs=[Kill()], progress=False)
-    main(['fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run'), '--resume'])
-    fit_config(SMALL, tmp_path/'ref', progress=False)
-    assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
-
-@pytest.mark.parametrize('extra,msg', [(['--lr', '0.5'], 'drop --lr'), (['--epochs', '2', '--ckpt-dir', 'x'], 'drop --epochs --ckpt-dir'),
-                                       (['--resume'], '--resume with --config needs --out')])
-def test_fit_config_command_refuses_conflicting_options(tmp_path, capsys, extra, msg):
-    SMALL.save(tmp_path/'cfg.json')
-    with pytest.raises(SystemExit) as e: main(['fit', '--config', str(tmp_path/'cfg.json'), *extra])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
-
-@pytest.mark.parametrize('text,msg', [(None, 'No such file'), ('{"lr": -1}', 'lr must be a number > 0'), ('{"lr_max": 1}', 'unknown settings')])
-def test_fit_config_command_reports_a_bad_config_in_one_line(tmp_path, capsys, text, msg):
-    if text is not None: (tmp_path/'cfg.json').write_text(text)
-    with pytest.raises(SystemExit) as e: main(['fit', '--config', str(tmp_path/'cfg.json')])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
 
 # --- CSVLoggerCB with the real CheckpointCB
 from slowlearn.checkpoint import CheckpointCB

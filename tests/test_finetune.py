@@ -2,26 +2,15 @@
 import math
 import pytest, torch
 import torch.nn.functional as F
-from torch import nn
 from slowlearn.learner import Learner, Callback
-from slowlearn.data import DataLoaders
 from slowlearn.optim import AdamW
 from slowlearn.checkpoint import CheckpointCB
 from slowlearn.callbacks import MixUpCB
 from slowlearn.finetune import FreezeCB   # also adds Learner.freeze, freeze_to, unfreeze, fine_tune
 from crash import Crash, CrashAt
+from conftest import linear_dls as data, bn_mlp as model
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-def data(n_train=64, n_valid=32, bs=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x, w = torch.randn(n_train + n_valid, 4, generator=g), torch.randn(4, 3, generator=g)
-    y = (x @ w).argmax(1)
-    return DataLoaders.from_tensors(x[:n_train], y[:n_train], x[n_train:], y[n_train:], bs=bs, seed=seed)
-
-def model(seed=0, bn=True):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8) if bn else nn.Identity(), nn.ReLU(), nn.Linear(8, 3))
 
 def two_groups(m): return [m[:3].parameters(), m[3:].parameters()]
 

@@ -60,20 +60,22 @@ def test_kaiming_uniform_bound_matches_formula(shape, kw):
     assert bound*(1 - 20/w.numel()) < w.abs().max().item() <= bound*(1 + 1e-6)
     assert abs(w.std().item() - bound/math.sqrt(3)) < 5*bound/math.sqrt(3)/math.sqrt(w.numel())
 
+def xavier_std(w, gain=1.):
+    fan_in, fan_out = calc_fans(w)
+    return gain*math.sqrt(2/(fan_in + fan_out))
+
 @pytest.mark.parametrize('gain', [1., 5/3])
 @pytest.mark.parametrize('shape', [(1024, 512), (256, 128, 3, 3)])
 def test_xavier_normal_std_matches_formula(shape, gain):
     w = xavier_normal_(torch.empty(shape), gain=gain, generator=gen())
-    fan_in, fan_out = calc_fans(w)
-    std = gain*math.sqrt(2/(fan_in + fan_out))
+    std = xavier_std(w, gain)
     assert abs(w.std().item() - std) < 5*rel_std_err(w.numel())*std
 
 @pytest.mark.parametrize('gain', [1., 5/3])
 @pytest.mark.parametrize('shape', [(1024, 512), (256, 128, 3, 3)])
 def test_xavier_uniform_bound_matches_formula(shape, gain):
     w = xavier_uniform_(torch.empty(shape), gain=gain, generator=gen())
-    fan_in, fan_out = calc_fans(w)
-    bound = gain*math.sqrt(6/(fan_in + fan_out))
+    bound = math.sqrt(3)*xavier_std(w, gain)     # a uniform on [-b, b] has std b/sqrt(3)
     assert bound*(1 - 20/w.numel()) < w.abs().max().item() <= bound*(1 + 1e-6)
 
 PAIRS = [(kaiming_normal_, nn.init.kaiming_normal_, dict(a=0.1, mode='fan_out')),

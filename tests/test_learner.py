@@ -1,10 +1,13 @@
-"Behaviour of the `Learner` loop: event order, cancellation, callback lifetime, step replacement."
+"Behaviour of the `Learner` loop: event order, cancellation, callback lifetime, step replacement, virtual epochs."
 from types import SimpleNamespace
 import pytest, torch
 import torch.nn.functional as F
 from torch import nn
 from slowlearn.learner import (Learner, Callback, with_cbs, DeviceCB, default_device, to_device,
                                CancelFitException, CancelEpochException, CancelBatchException, _events)
+from slowlearn.data import DataLoaders
+from slowlearn.checkpoint import EarlyStoppingCB
+from conftest import sign_data as data, make_learn, states_equal, crash_then_resume, OneCycle, ScriptedValid
 
 def batches(n, bs=4, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -387,3 +390,40 @@ def test_bad_lr_is_a_clear_error(lr):
 
 def test_a_splitter_must_be_a_function():
     with pytest.raises(TypeError, match='splitter must be None or a function'): Learner(seq(), tiny_dls(), splitter=[1])
+
+# ---- virtual epochs (`fit(steps_per_epoch=)`)
+
+@pytest.mark.usefixtures('one_thread')
+def test_virtual_epochs_run_the_repeated_loader():
+    seen = []
+    class Seen(Callback):
+        def before_batch(self, learn):
+            if learn.training: seen.append((learn.epoch, learn.iter, learn.batch[0][:, 0].clone()))
+    x, y, xv, yv = data(80)
+    dls = DataLoaders.from_tensors(x, y, xv, yv, bs=16, seed=5)      # 5 batches per pass
+    learn = make_learn([Seen()], dls=dls); learn.fit(3, steps_per_epoch=7)
+    stream = [x[dls.train.order(e)[i:i + 16], 0] for e in range(5) for i in range(0, 80, 16)]
+    assert [(e, i) for e, i, _ in seen] == [(e, i) for e in range(3) for i in range(7)]
+    assert all(torch.equal(b, s) for (_, _, b), s in zip(seen, stream))
+    assert [(r['epoch'], r['phase']) for r in learn.history] == [(e, p) for e in range(3) for p in ('train', 'valid')]
+    assert learn.n_iter == 7 and learn.train_iter == 21
+
+@pytest.mark.usefixtures('one_thread')
+def test_virtual_epochs_resume_and_early_stop(tmp_path):
+    ref = make_learn([OneCycle()]); ref.fit(4, steps_per_epoch=6)
+    learn, ck = crash_then_resume(tmp_path, 17, n_epochs=4, fit_kw=dict(steps_per_epoch=6), every_n_steps=4)
+    assert (ck.resumed['epoch'], ck.resumed['iter'], ck.resumed['step']) == (2, 4, 16)     # mid virtual epoch
+    assert states_equal(learn, ref) and learn.history == ref.history
+    losses = [3., 2., 2.5, 2.6, 2.7, 1.]
+    es = EarlyStoppingCB(patience=2)
+    Learner(nn.Linear(8, 2), DataLoaders.from_tensors(*data(), bs=32), cbs=[ScriptedValid(losses), es]).fit(6, steps_per_epoch=2)
+    assert es.stopped_epoch == 3
+
+# ---- what is a step
+
+@pytest.mark.usefixtures('one_thread')
+def test_a_callback_attribute_named_like_a_step_is_not_a_step():
+    class WithData(Callback):
+        def __init__(self): self.step,self.predict = 3,'x'     # plain attributes, not step replacements
+    learn = make_learn([WithData()]); learn.fit(1)
+    assert learn.train_iter == 10

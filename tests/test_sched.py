@@ -13,16 +13,7 @@ from slowlearn.data import DataLoaders
 from slowlearn.optim import AdamW, SGD as PlainSGD
 from slowlearn.sched import (BaseSchedulerCB, BatchSchedulerCB, EpochSchedulerCB, ParamSchedulerCB, RecorderCB, LRFinderCB,
                              SuggestedLRs, sched_lin, sched_cos, sched_exp, combine_scheds, warmup_cosine)
-
-def data(n_train=64, n_valid=32, bs=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x, w = torch.randn(n_train + n_valid, 4, generator=g), torch.randn(4, 3, generator=g)
-    y = (x @ w).argmax(1)
-    return DataLoaders.from_tensors(x[:n_train], y[:n_train], x[n_train:], y[n_train:], bs=bs, seed=seed)
-
-def model(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+from conftest import linear_dls as data, bn_mlp as model
 
 class Spy(Callback):
     "Record the first param group's hyperparameters at every optimizer step, and the training/validation batches seen."

@@ -11,12 +11,7 @@ from slowlearn.checkpoint import CheckpointCB
 from slowlearn.optim import GradAccumCB
 from slowlearn.speed import MixedPrecisionCB, CompileCB, amp_dtype
 from slowlearn.core import compile_problem
-
-def batches(n, bs, seed=0, ni=10, nc=3):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n * bs, ni, generator=g)
-    y = (x[:, :nc] + 0.1 * torch.randn(n * bs, nc, generator=g)).argmax(1)   # a learnable rule
-    return [(x[i*bs:(i+1)*bs], y[i*bs:(i+1)*bs]) for i in range(n)]
+from conftest import class_batches as batches
 
 def mlp(seed=0):
     torch.manual_seed(seed)
@@ -207,12 +202,6 @@ def test_unavailable_compile_warns_and_runs_eagerly(monkeypatch):
     assert 'does not support Python' in compile_problem('cpu')
     with pytest.warns(UserWarning, match='CompileCB: torch.compile does not support'):
         Learner(mlp(), dls(batches(1, 4))).fit(1, valid=False, cbs=CompileCB())
-
-def test_missing_cpp_compiler_is_reported(monkeypatch):
-    import shutil
-    monkeypatch.setattr(shutil, 'which', lambda c: None)
-    assert 'C++ compiler' in compile_problem('cpu', 'inductor')
-    assert compile_problem('cpu', 'aot_eager') is None
 
 def test_bad_backend_type_is_rejected():
     with pytest.raises(TypeError, match='backend must be'): CompileCB(backend=3)

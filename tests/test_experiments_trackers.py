@@ -1,5 +1,5 @@
 "The trackers of slowlearn.experiments, for real: WandbCB in W&B's offline mode (its .wandb run file read back) and MLflowCB on a SQLite store (read back with MlflowClient)."
-import glob, json, struct, sys, time
+import sys
 import pytest, torch
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
@@ -10,6 +10,7 @@ from slowlearn.sched import RecorderCB
 from slowlearn.checkpoint import CheckpointCB, EarlyStoppingCB
 from slowlearn.experiments import WandbCB, MLflowCB
 from crash import Crash, CrashAt
+from conftest import wandb_runs
 
 def learner(cbs=()):
     g = torch.Generator().manual_seed(0)
@@ -29,43 +30,6 @@ def fit_crash_resume(make_cb, ck, n=3, at=6):
 def valid_acc(learn): return {h['epoch']: h['accuracy'] for h in learn.history if h['phase'] == 'valid'}
 
 # --- W&B, offline: no account, no network
-
-def wandb_records(path):
-    "The protobuf records of a .wandb run file (W&B's LevelDB-style log: a 7-byte file header, 32 KiB blocks of chunks)."
-    from wandb.proto import wandb_internal_pb2 as pb
-    data = open(path, 'rb').read()
-    assert data[:4] == b':W&B'
-    pos,buf = 7,b''
-    while pos + 7 <= len(data):
-        if 32768 - pos % 32768 < 7: pos += 32768 - pos % 32768; continue       # a block's tail too short for a chunk header
-        _crc,n,kind = struct.unpack('<IHB', data[pos:pos + 7]); pos += 7
-        if kind == 0: break
-        buf += data[pos:pos + n]; pos += n
-        if kind in (1, 4):                                                      # a full record, or the last chunk of one
-            r = pb.Record(); r.ParseFromString(buf); buf = b''
-            yield r
-
-def finished_records(path, timeout=60):
-    "The records of `path` once its exit record is there: W&B's service process writes the file after `finish` returns."
-    t0 = time.monotonic()
-    while True:
-        rs = list(wandb_records(path))
-        if any(r.WhichOneof('record_type') == 'exit' for r in rs) or time.monotonic() - t0 > timeout: return rs
-        time.sleep(0.1)
-
-def wandb_run(run_dir):
-    "The run id, config, history rows, artifacts and exit code of one offline run folder."
-    [f] = glob.glob(f'{run_dir}/run-*.wandb')
-    res = dict(rows=[], artifacts=[], exit=None)
-    for r in finished_records(f):
-        k = r.WhichOneof('record_type')
-        if k == 'run': res['id'],res['config'] = r.run.run_id,{i.key: json.loads(i.value_json) for i in r.run.config.update if i.key != '_wandb'}
-        elif k == 'history': res['rows'].append({k: json.loads(i.value_json) for i in r.history.item if not (k := i.key or '/'.join(i.nested_key)).startswith('_')})
-        elif k == 'artifact': res['artifacts'].append((r.artifact.type, [m.path for m in r.artifact.manifest.contents]))
-        elif k == 'exit': res['exit'] = r.exit.exit_code
-    return res
-
-def wandb_runs(d): return [wandb_run(p) for p in sorted(glob.glob(f'{d}/wandb/offline-run-*'))]
 
 @pytest.fixture
 def wandb_offline(monkeypatch, tmp_path):

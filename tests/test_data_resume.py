@@ -8,6 +8,7 @@ from slowlearn.data import DataLoaders, TensorLoader
 from slowlearn.checkpoint import CheckpointCB
 from slowlearn.distributed import DDPCB
 from crash import Crash, CrashAt
+from conftest import sign_data
 
 torchdata = pytest.importorskip('torchdata.stateful_dataloader')
 
@@ -15,10 +16,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 N, BS, EPOCHS = 96, 16, 3      # 6 batches an epoch, 18 optimizer steps
 
-def data():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(N + 32, 6, generator=g); y = (x[:, 0] - x[:, 1] > 0).long()
-    return x[:N], y[:N], x[N:], y[N:]
+def data(): return sign_data(N, 32, ni=6, sign=-1)
 
 class Counter:
     "A loader with its own `state_dict`: batches of `x`, `y` in a order drawn from its own seed and pass number."

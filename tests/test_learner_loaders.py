@@ -11,6 +11,7 @@ from slowlearn.sched import RecorderCB
 from slowlearn.checkpoint import CheckpointCB
 from slowlearn.optim import GradAccumCB
 from crash import Crash, CrashAt
+from conftest import sign_data, batches_of as batches
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -23,17 +24,12 @@ class Streamed(IterableDataset):
         for i in range(w*self.bs, len(self.x), nw*self.bs):
             yield from zip(self.x[i:i+self.bs], self.y[i:i+self.bs])
 
-def data(n=192, nv=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n + nv, 6, generator=g); y = (x[:, 0] - x[:, 1] > 0).long()
-    return x[:n], y[:n], x[n:], y[n:]
+def data(n=192, nv=64, seed=0): return sign_data(n, nv, seed, ni=6, sign=-1)
 
 def streamed_dls(workers, bs=32, n=192):
     x, y, xv, yv = data(n)
     kw = dict(batch_size=bs, num_workers=workers)
     return DataLoaders(DataLoader(Streamed(x, y, bs), **kw), DataLoader(Streamed(xv, yv, bs), **kw))
-
-def batches(x, y, bs=32): return [(x[i:i+bs], y[i:i+bs]) for i in range(0, len(x), bs)]
 
 def model(seed=0): torch.manual_seed(seed); return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
 
