@@ -282,8 +282,10 @@ def _update_all(update_one, ps, gs, states, h):
 def _compiled_step(self:MultiTensorOptimizer, group, ps, gs, states):
     "Step `ps` with the compiled `_update_all`; False, after one warning, where compiling can't work."
     if self._compiled is None:   # the eager fallback returns False: `step` then runs the multi-tensor update
-        self._compiled = CompileOrEager(_update_all, f"{type(self).__name__}(compile=True)", fallback=lambda *a: False,
-                                        **({} if self.compile is True else self.compile))
+        kw = {} if self.compile is True else dict(self.compile)
+        # Dynamo's guards check each input's sizes and strides already: Inductor's own check of each, every step, can go
+        if kw.get('backend', 'inductor') == 'inductor' and 'mode' not in kw: kw['options'] = {'size_asserts': False, **kw.get('options', {})}
+        self._compiled = CompileOrEager(_update_all, f"{type(self).__name__}(compile=True)", fallback=lambda *a: False, **kw)
     if not self._compiled.ready(ps[0].device.type): return False
     lr, wd = group['lr'], group['weight_decay']
     fixed = dict(decay=wd != 0, decoupled_wd=group['decoupled_wd'], wd_factor=1 - lr * wd, weight_decay=wd)
