@@ -80,7 +80,7 @@ class MetricsCB(Callback):
                 if not callable(m): raise TypeError(f"metric {k!r} must be a torcheval metric (update/compute/reset) or a function f(preds, targets), got {type(m).__name__}")
                 metrics[k] = AvgMetric(m)
         if not callable(preds_func): raise TypeError(f"preds_func must be callable, got {type(preds_func).__name__}")
-        self._metrics,self.preds_func,self._buf,self._numel,self._loss_sum,self._n = metrics,preds_func,[],0,None,0
+        self._metrics,self.preds_func,self._buf,self._every,self._loss_sum,self._n = metrics,preds_func,[],1,None,0
 
     # readers from outside (checkpoints, distributed training) always see every batch so far folded in
     @property
@@ -100,32 +100,41 @@ class MetricsCB(Callback):
 
     def before_epoch(self, learn):
         for m in self._metrics.values(): m.reset()
-        self._buf,self._numel,self._loss_sum,self._n = [],0,None,0
+        self._buf,self._every,self._loss_sum,self._n = [],1,None,0
 
     def after_batch(self, learn):
-        preds = y = None   # the loss alone needs neither
-        if self._metrics:
-            preds,y = self.preds_func(learn.preds).detach(),_targets(learn.yb)
-            if self._buf and preds.shape[1:] != self._buf[-1][0].shape[1:]: self._flush()   # can't concatenate those
-        self._buf.append((preds, y, learn.loss.detach(), find_bs(learn.batch)))
-        self._numel += 1 if preds is None else preds.numel()
-        if self._numel >= self.flush_numel or (self._metrics and not isinstance(y, torch.Tensor)): self._flush()
+        # the least work per batch: keep references, fold them in later (`_flush`); detached, so no graph is kept
+        b = learn.batch
+        n = len(b[0]) if type(b) is tuple and isinstance(b[0], torch.Tensor) else find_bs(b)   # find_bs's common case
+        p = y = None   # the loss alone needs neither
+        if self._metrics: p,y = self.preds_func(learn.preds).detach(),_targets(learn.yb)
+        if not self._buf: self._every = self.flush_numel if p is None else max(self.flush_numel // (p.numel() or 1), 1)
+        self._buf.append((p, y, learn.loss.detach(), n))
+        if len(self._buf) >= self._every: self._flush()
 
     def _flush(self):
         "Update the metrics and the loss sum with the buffered batches, all at once."
         if not self._buf: return
         ps,ys,ls,ns = zip(*self._buf)
-        self._buf,self._numel = [],0
+        self._buf = []
         if self._metrics:
-            p,y = (ps[0],ys[0]) if len(ps) == 1 else (torch.cat(ps),torch.cat(ys))
-            for m in self._metrics.values():
-                if not isinstance(m, AvgMetric): m.update(p, y)
-                else:   # a function's value is a mean per batch: weight each by its size
-                    for pb,yb in zip(ps, ys): m.update(pb, yb)
+            i = 0
+            for j in range(1, len(ps) + 1):   # runs of batches whose predictions can be concatenated
+                if j == len(ps) or ps[j].shape[1:] != ps[i].shape[1:]: self._update(ps[i:j], ys[i:j]); i = j
         w = torch.tensor(ns, dtype=torch.float64, device=ls[0].device)
         s = torch.dot(torch.stack(ls).double().reshape(len(ls)), w)
         self._loss_sum = s if self._loss_sum is None else self._loss_sum + s
         self._n += sum(ns)
+
+    def _update(self, ps, ys):
+        "Update each metric with batches `ps`, `ys`: concatenated, but one by one for a function (a mean per batch) or targets that are no tensor."
+        whole = None
+        for m in self._metrics.values():
+            if len(ps) == 1 or isinstance(m, AvgMetric) or not all(isinstance(y, torch.Tensor) for y in ys):
+                for p,y in zip(ps, ys): m.update(p, y)
+            else:
+                if whole is None: whole = torch.cat(ps),torch.cat(ys)
+                m.update(*whole)
 
     def state_dict(self):
         "This epoch's running loss sum, sample count and metric states, so that a resumed epoch reports the same figures."

@@ -277,31 +277,35 @@ from .core import CompileOrEager
 
 # %% ../nbs/05_optim.ipynb #c5a7e447
 def _update_all(update_one, ps, gs, states, h):
-    "Weight decay, then `update_one`, for each tensor: the function `compile=True` compiles."
-    for p, g, st in zip(ps, gs, states):
+    "Weight decay, then `update_one`, for each tensor (`states`: a list per state key): the function `compile=True` compiles."
+    for i, (p, g) in enumerate(zip(ps, gs)):
         if h['decay']:
             if h['decoupled_wd']: p.mul_(h['wd_factor'])
             else: g = g + p * h['weight_decay']
-        update_one(p, g, st, h)
+        update_one(p, g, {k: v[i] for k, v in states.items()}, h)
     return True
 
 @patch
 def _compiled_step(self:MultiTensorOptimizer, group, ps, gs, states):
     "Step `ps` with the compiled `_update_all`; False, after one warning, where compiling can't work."
     if self._compiled is None:   # the eager fallback returns False: `step` then runs the multi-tensor update
-        self._compiled = CompileOrEager(_update_all, f"{type(self).__name__}(compile=True)", fallback=lambda *a: False,
-                                        **({} if self.compile is True else self.compile))
+        kw = {} if self.compile is True else dict(self.compile)
+        # Dynamo's guards check each input's sizes and strides already: Inductor's own check of each, every step, can go
+        if kw.get('backend', 'inductor') == 'inductor' and 'mode' not in kw: kw['options'] = {'size_asserts': False, **kw.get('options', {})}
+        self._compiled = CompileOrEager(_update_all, f"{type(self).__name__}(compile=True)", fallback=lambda *a: False, **kw)
     if not self._compiled.ready(ps[0].device.type): return False
     lr, wd = group['lr'], group['weight_decay']
     fixed = dict(decay=wd != 0, decoupled_wd=group['decoupled_wd'], wd_factor=1 - lr * wd, weight_decay=wd)
-    dtype = torch.float64 if ps[0].dtype == torch.float64 else torch.float32
-    by_step = {}
-    for i, s in enumerate(states): by_step.setdefault(s['step'], []).append(i)
-    for n, (t, idx) in enumerate(by_step.items()):   # one run, unless parameters joined at different steps
-        h = {k: v if isinstance(v, bool) else torch.tensor(v, dtype=dtype, device=ps[0].device)
-             for k, v in {**fixed, **self.scalars(group, t)}.items()}
-        sts = [{k: v for k, v in states[i].items() if k != 'step'} for i in idx]   # an int `step` would be baked in
-        if not self._compiled(type(self).update_one, [ps[i] for i in idx], [gs[i] for i in idx], sts, h):
+    dev, dtype = ps[0].device, torch.float64 if ps[0].dtype == torch.float64 else torch.float32
+    keys = [k for k in states[0] if k != 'step']   # an int `step` would be baked in
+    steps = [s['step'] for s in states]
+    for n, t in enumerate(dict.fromkeys(steps)):    # one run, unless parameters joined at different steps
+        pick = (lambda xs: xs) if steps.count(t) == len(steps) else (lambda xs: [x for x, u in zip(xs, steps) if u == t])
+        h = {k: v if isinstance(v, bool) else torch.tensor(v, dtype=dtype, device=dev) for k, v in {**fixed, **self.scalars(group, t)}.items()}
+        # lists of tensors, not a dict per tensor: fewer objects for Dynamo to check (guards) before each call
+        sts = {k: [st[k] for st in pick(states)] for k in keys}
+        if not self._compiled(type(self).update_one, pick(ps), pick(gs), sts, h):
             if n: raise RuntimeError(f"{type(self).__name__}(compile=True): compiling failed after an earlier run of this step updated its tensors")
             return False
     return True
+

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy, MulticlassF1Score, Mean
 from torcheval.metrics.functional import multiclass_accuracy, multiclass_f1_score
+from torcheval.metrics.metric import Metric
 from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB, ProgressCB, metric_name, AvgMetric, logits_of
 
@@ -215,3 +216,34 @@ def test_metrics_without_targets_say_so(data):
     x, _ = data
     learn = Learner(nn.Linear(5, 4), SimpleNamespace(train=[], valid=[(x,)]), loss_func=lambda p: p.sum(), cbs=MetricsCB(acc=acc))
     with pytest.raises(ValueError, match='metrics need targets'): learn.fit(1)
+
+class HitRate(Metric[torch.Tensor]):
+    "Test metric: the (weighted) share of positions whose argmax over dim 1 is the target, for predictions of any trailing shape; targets `y` or `(y, w)`."
+    def __init__(self):
+        super().__init__()
+        self._add_state('hit', torch.tensor(0., dtype=torch.float64)); self._add_state('total', torch.tensor(0., dtype=torch.float64))
+    def update(self, p, y):
+        y, w = y if isinstance(y, tuple) else (y, torch.ones(len(y)))
+        w = w.reshape(-1, *[1] * (y.ndim - 1)).expand_as(y).double()
+        self.hit += ((p.argmax(1) == y) * w).sum(); self.total += w.sum()
+        return self
+    def compute(self): return self.hit / self.total
+    def merge_state(self, metrics): return self
+
+@pytest.mark.parametrize('weighted', [False, True], ids=['tensor_targets', 'tuple_targets'])
+def test_batches_of_other_shapes_or_tuple_targets_are_all_counted(weighted):
+    "Predictions whose shape changes between batches can't be concatenated, tuple targets can't either: every batch still counts once."
+    torch.manual_seed(0); model = nn.Conv1d(5, 3, 1)
+    batches = [(torch.randn(n, 5, L), torch.randint(0, 3, (n, L))) + ((torch.rand(n),) if weighted else ())
+               for n, L in [(4, 7), (4, 7), (3, 9), (4, 7), (2, 9), (2, 9)]]
+    learn = Learner(model, SimpleNamespace(train=[], valid=batches), loss_func=lambda p, y, *w: F.cross_entropy(p, y), cbs=MetricsCB(hits=HitRate()))
+    learn.fit(1)
+    hit = total = loss = 0.
+    with torch.no_grad():
+        for x, y, *w in batches:
+            w = (w[0] if w else torch.ones(len(y)))[:, None].expand_as(y).double()
+            hit += ((model(x).argmax(1) == y) * w).sum().item(); total += w.sum().item()
+            loss += F.cross_entropy(model(x), y).item() * len(x)
+    rec = learn.history[0]
+    assert rec['hits'] == pytest.approx(hit / total, rel=1e-12)
+    assert rec['loss'] == pytest.approx(loss / sum(len(b[0]) for b in batches), rel=1e-6)
