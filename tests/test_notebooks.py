@@ -98,3 +98,11 @@ def test_prose_number_check_catches_unbacked_numbers(tmp_path):
                     md('## Exercises\n\nAbout 7.1 times, or 3.3 times.')]}
     p = tmp_path/'01_x.ipynb'; p.write_text(json.dumps(nb))
     assert [x for _, x, _ in prose_numbers.unbacked(p, solutions='assert abs(s - 7.1) < 0.02')] == ['0.7989', '1,389', '3.3']
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_lesson_has_a_summary_before_its_exercises(path):
+    "Every lesson sums up what it built, and the numbers that matter, in a `## Summary` section before `## Exercises`."
+    heads = [l.strip() for c in json.loads(path.read_text())['cells'] if c['cell_type'] == 'markdown'
+             for l in _src(c).splitlines() if l.startswith('## ')]
+    assert '## Summary' in heads, f"{path.name} has no '## Summary' section"
+    assert heads.index('## Summary') < heads.index('## Exercises'), f"{path.name}: '## Summary' should come before '## Exercises'"
