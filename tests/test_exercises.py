@@ -110,6 +110,112 @@ def test_resume_ex1_seeds_are_not_enough_to_resume():
     set_seed(0); _ = torch.rand(3); st = rng_states(); _ = torch.rand(10); set_rng_states(st)
     assert torch.equal(torch.rand(3), second)
 
+# ---- 03 metrics -------------------------------------------------------------------------------------------------
+
+def _metrics_mlp():
+    "The metrics lesson's MLP."
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+
+def _accuracy_by_hand(model, dl):
+    "Accuracy over all of `dl`, and the mean of its batches' accuracies."
+    model.eval(); correct, seen, accs = 0, 0, []
+    with torch.no_grad():
+        for xb, yb in dl:
+            c = (model(xb).argmax(1) == yb).sum().item(); correct, seen = correct + c, seen + len(yb); accs.append(c / len(yb))
+    return correct / seen, sum(accs) / len(accs)
+
+@pytest.mark.slow
+def test_metrics_ex1_macro_f1_and_the_weakest_class(fmnist):
+    from torcheval.metrics import MulticlassAccuracy, MulticlassF1Score
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    xt, yt, xv, yv = fmnist
+    dls = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=384)
+    assert torch.equal(torch.bincount(yv), torch.full((10,), 1000))
+    learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam,
+                    cbs=MetricsCB(MulticlassAccuracy(), f1=MulticlassF1Score(num_classes=10, average='macro')))
+    learn.fit(3)
+    for r in learn.history[1::2]: assert abs(r['f1'] - r['accuracy']) < 0.03, r
+    learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam, cbs=MetricsCB(f1=MulticlassF1Score(num_classes=10, average=None)))
+    learn.fit(3)
+    for r in learn.history[1::2]: assert min(range(10), key=lambda i: r['f1'][i]) == 6     # Shirt
+
+@pytest.mark.slow
+def test_metrics_ex2_the_mean_of_batch_accuracies(fmnist):
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    xt, yt, xv, yv = fmnist
+    dls = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=384)
+    learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam); learn.fit(3)
+    dls_1111 = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=1111)
+    exact, mean_of_batches = _accuracy_by_hand(learn.model, dls_1111.valid)
+    assert abs(exact - mean_of_batches) > 0.01 and exact == _accuracy_by_hand(learn.model, dls.valid)[0]
+
+@pytest.mark.slow
+def test_metrics_ex3_watch_it_overfit(fmnist):
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    xt, yt, xv, yv = fmnist
+    learn = Learner(_metrics_mlp(), DataLoaders.from_tensors(xt[:1000], yt[:1000], xv, yv, bs=64, val_bs=1000), lr=3e-3,
+                    opt_func=torch.optim.Adam, cbs=MetricsCB(MulticlassAccuracy()))
+    learn.fit(10)
+    train_acc, valid_acc = learn.history[-2]['accuracy'], learn.history[-1]['accuracy']
+    assert train_acc > 0.9 and 0.7 < valid_acc < 0.88 and train_acc - valid_acc > 0.08, (train_acc, valid_acc)
+
+# ---- 03a predict -------------------------------------------------------------------------------------------------
+
+def _flip_trained(epochs):
+    "The predictions lesson's MLP trained with random horizontal flips for `epochs` epochs on all the training images."
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.data import fashion_mnist
+    from slowlearn.learner import Learner, Callback
+    from slowlearn.metrics import MetricsCB
+    import slowlearn.predict      # noqa: F401  (adds get_preds and tta to Learner)
+    class RandomFlipCB(Callback):
+        def before_batch(self, learn):
+            if not learn.training: return
+            x, y = learn.batch
+            learn.batch = (torch.where(torch.rand(len(x), 1, 1, 1) < 0.5, x.flip(-1), x), y)
+    learn = Learner(_metrics_mlp(), fashion_mnist(bs=512), lr=3e-3, opt_func=torch.optim.Adam, cbs=[MetricsCB(MulticlassAccuracy()), RandomFlipCB()])
+    learn.fit(epochs)
+    return learn
+
+@pytest.mark.slow
+def test_predict_ex1_more_training_leaves_tta_within_a_point():
+    learn = _flip_trained(3)
+    p, targs = learn.get_preds(); p_tta = learn.tta()[0]
+    acc = lambda q: (q.argmax(1) == targs).float().mean().item()
+    assert acc(p) > 0.85 and acc(p_tta) > 0.85 and abs(acc(p_tta) - acc(p)) < 0.01, (acc(p), acc(p_tta))
+
+@pytest.mark.slow
+def test_predict_ex2_a_random_shift_the_model_never_saw():
+    learn = _flip_trained(1)
+    p, targs = learn.get_preds()
+    acc = lambda q: (q.argmax(1) == targs).float().mean().item()
+    def shift(x):
+        dy, dx = torch.randint(-1, 2, (2,)).tolist()
+        return torch.roll(x, (dy, dx), dims=(-2, -1))
+    accs = []
+    for seed in (0, 1): torch.manual_seed(seed); accs.append(acc(learn.tta(augment=shift, n=4)[0]))
+    assert max(accs) < acc(p) and accs[0] != accs[1], (accs, acc(p))
+
+@pytest.mark.slow
+def test_predict_ex3_the_weakest_class_is_shirt():
+    from slowlearn.data import FMNIST_CLASSES
+    from slowlearn.predict import ClassificationInterpretation
+    interp = ClassificationInterpretation.from_learner(_flip_trained(1), vocab=FMNIST_CLASSES)
+    cm = interp.confusion_matrix()
+    recall = cm.diag() / cm.sum(1)
+    worst = recall.argmin().item()
+    assert FMNIST_CLASSES[worst] == 'Shirt' and recall[worst] < 0.7
+    row = cm[worst].clone(); row[worst] = 0
+    assert {FMNIST_CLASSES[j] for j in row.topk(2).indices.tolist()} == {'T-shirt/top', 'Coat'}
+    assert {('Shirt', 'T-shirt/top'), ('Shirt', 'Coat')} <= {(a, q) for a, q, _ in interp.most_confused()}
+
 # ---- 05 optim ----------------------------------------------------------------------------------------------------
 
 def _step_sizes(opt_func, n_steps=20, lr=1e-3):
@@ -267,6 +373,163 @@ def test_models_ex3_another_image_size():
     from slowlearn.models import fmnist_cnn
     assert fmnist_cnn()(torch.randn(2, 1, 32, 32)).shape == (2, 10)
     assert fmnist_cnn()[:-1](torch.randn(2, 1, 64, 64)).shape == (2, 10, 2, 2)
+
+# ---- 08 sched ---------------------------------------------------------------------------------------------------
+
+def _tiny_dls():
+    from slowlearn.data import DataLoaders
+    torch.manual_seed(0)
+    xr, yr = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    return DataLoaders.from_tensors(xr, yr, xr[:32], yr[:32], bs=16)
+
+def _sched_sub(fmnist):
+    from slowlearn.data import DataLoaders
+    xt, yt, xv, yv = fmnist
+    return DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv[:2000], yv[:2000], bs=128)
+
+def _find_lr(sub, beta):
+    from slowlearn.learner import Learner
+    from slowlearn.models import fmnist_cnn
+    from slowlearn.optim import AdamW
+    from slowlearn.sched import LRFinderCB
+    torch.manual_seed(0)
+    learn = Learner(fmnist_cnn(), sub, opt_func=AdamW)
+    cb = LRFinderCB(beta=beta)
+    learn.fit(1, valid=False, cbs=cb, lr=cb.start_lr, steps_per_epoch=cb.num_it, reset_opt=True)
+    return cb
+
+def _smooth(xs, beta):
+    m, out = 0., []
+    for i, x in enumerate(xs): m = beta*m + (1 - beta)*x; out.append(m/(1 - beta**(i + 1)))
+    return out
+
+@pytest.mark.slow
+def test_sched_ex1_a_middle_smoothing_puts_the_minimum_in_between(fmnist):
+    sub = _sched_sub(fmnist)
+    at_min = {}
+    for beta in (0.8, 0.98):
+        c = _find_lr(sub, beta); s = [x for x in c.smooth if math.isfinite(x)]
+        at_min[beta] = c.lrs[min(range(len(s)), key=s.__getitem__)]
+        if beta == 0.8: finder = c
+    s9 = _smooth(finder.losses, 0.9)
+    lr9 = finder.lrs[min(range(len(s9)), key=s9.__getitem__)]
+    assert at_min[0.8] <= lr9 <= at_min[0.98], (lr9, at_min)
+
+def test_sched_ex2_pct_start_moves_the_peak():
+    from torch.nn import Linear
+    from slowlearn.learner import Learner
+    from slowlearn.optim import AdamW
+    from slowlearn.sched import RecorderCB
+    rec = RecorderCB(lr='lr', mom='momentum')
+    Learner(Linear(4, 2), _tiny_dls(), opt_func=AdamW).fit_one_cycle(4, 0.1, pct_start=0.5, cbs=rec)
+    assert rec['lr'].index(max(rec['lr'])) == 8 == rec['mom'].index(min(rec['mom']))      # the middle of 16 steps
+
+def test_sched_ex3_a_weight_decay_schedule():
+    from torch.nn import Linear
+    from slowlearn.learner import Learner
+    from slowlearn.optim import AdamW
+    from slowlearn.sched import RecorderCB, ParamSchedulerCB, sched_lin
+    rec = RecorderCB(wd='weight_decay')
+    Learner(Linear(4, 2), _tiny_dls(), opt_func=AdamW, cbs=ParamSchedulerCB({'weight_decay': sched_lin(1e-2, 0)})).fit(2, cbs=rec)
+    assert_close(torch.tensor(rec['wd']), torch.tensor([1e-2*(1 - i/8) for i in range(8)]), rtol=1e-9, atol=0)
+
+@pytest.mark.slow
+def test_sched_ex4_a_tenth_of_the_steepest_lr_wastes_the_epoch(fmnist):
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    from slowlearn.models import fmnist_cnn
+    from slowlearn.optim import AdamW
+    sub = _sched_sub(fmnist)
+    steep = _find_lr(sub, 0.8).suggest().steep
+    def valid_loss(lr):
+        torch.manual_seed(0)
+        learn = Learner(fmnist_cnn(), sub, opt_func=AdamW, cbs=MetricsCB(MulticlassAccuracy())); learn.fit(1, lr=lr)
+        return learn.history[-1]['loss']
+    assert valid_loss(steep / 10) > valid_loss(steep) + 0.1
+
+# ---- 09 checkpoint -----------------------------------------------------------------------------------------------
+
+def _ckpt_mlp(seed=0, dropout=True):
+    "The checkpoint lesson's MLP (with its dropout, or an `Identity` in its place)."
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.2) if dropout else nn.Identity(), nn.Linear(64, 10))
+
+@pytest.mark.slow
+def test_checkpoint_ex1_without_dropout_the_generators_do_not_matter(fmnist):
+    "Resume after epoch 1 with model, optimizer, position and schedule but not the generators' states."
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner, Callback
+    xt, yt, xv, yv = fmnist
+    class OneCycle(Callback):
+        def before_fit(self, learn):
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, 1e-2, total_steps=learn.n_epochs * learn.n_steps)
+        def after_step(self, learn): self.sched.step()
+    class Save(Callback):
+        order = 100
+        def after_epoch(self, learn):
+            if not learn.training and learn.epoch == 1:
+                self.ck = dict(model={k: v.clone() for k, v in learn.model.state_dict().items()}, opt=copy.deepcopy(learn.opt.state_dict()),
+                               sched=learn.cbs.filter(lambda c: isinstance(c, OneCycle))[0].sched.state_dict())
+    class Resume(Callback):
+        order = 100
+        def __init__(self, ck): self.ck = ck
+        def before_fit(self, learn):
+            learn.model.load_state_dict(self.ck['model']); learn.opt.load_state_dict(self.ck['opt'])
+            learn.start_epoch, learn.start_iter = 2, 0
+            learn.cbs.filter(lambda c: isinstance(c, OneCycle))[0].sched.load_state_dict(self.ck['sched'])
+    import copy
+    def run(dropout, cbs, seed):
+        dls = DataLoaders.from_tensors(xt[:6000], yt[:6000], xv[:2000], yv[:2000], bs=128)
+        learn = Learner(_ckpt_mlp(seed, dropout), dls, lr=1e-2, opt_func=torch.optim.Adam, cbs=[OneCycle(), *cbs]); learn.fit(4)
+        return learn.model.state_dict()
+    for dropout in (False, True):
+        save = Save(); ref = run(dropout, [save], 0)
+        torch.manual_seed(123)                                   # other generator states than the reference had
+        resumed = run(dropout, [Resume(save.ck)], 1)
+        same = all(torch.equal(a, b) for a, b in zip(ref.values(), resumed.values()))
+        assert same == (not dropout), dropout
+
+@pytest.mark.slow
+def test_checkpoint_ex2_a_larger_patience_stops_later(fmnist):
+    from slowlearn.checkpoint import EarlyStoppingCB
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    xt, yt, xv, yv = fmnist
+    def overfit_learn(cbs=()):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+        return Learner(model, DataLoaders.from_tensors(xt[:2000], yt[:2000], xv[:2000], yv[:2000], bs=50), lr=2e-3,
+                       opt_func=torch.optim.Adam, cbs=list(cbs))
+    full = overfit_learn(); full.fit(15)
+    best = min(r['loss'] for r in full.history if r['phase'] == 'valid')
+    ends = []
+    for p in (1, 3, 6):
+        es = EarlyStoppingCB(patience=p); overfit_learn(cbs=[es]).fit(15)
+        ends.append(15 if es.stopped_epoch is None else es.stopped_epoch + 1)
+        assert es.best >= best - 1e-6
+    assert ends == sorted(ends) and ends[0] < ends[-1]
+
+def test_checkpoint_ex3_a_new_head(fmnist, tmp_path):
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.checkpoint import load_checkpoint
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    xt, yt, xv, yv = fmnist
+    saved = Learner(_ckpt_mlp(0), DataLoaders.from_tensors(xt[:6000], yt[:6000], xv[:2000], yv[:2000], bs=128), lr=1e-2,
+                    opt_func=torch.optim.Adam)
+    saved.fit(1); saved.save(tmp_path/'mlp.pt')
+    group = torch.tensor([0, 0, 0, 0, 0, 1, 0, 1, 2, 1])          # 0 clothing, 1 footwear, 2 bag
+    m = _ckpt_mlp(1); m[4] = nn.Linear(64, 3)
+    dls = DataLoaders.from_tensors(xt[30000:30200], group[yt[30000:30200]], xv[:2000], group[yv[:2000]], bs=50)
+    new = Learner(m, dls, lr=3e-3, opt_func=torch.optim.Adam, cbs=MetricsCB(MulticlassAccuracy()))
+    with pytest.raises(Exception, match=r'4.weight \(10, 64\) vs \(3, 64\)'): new.load(tmp_path/'mlp.pt')
+    sd = {k: v for k, v in load_checkpoint(tmp_path/'mlp.pt')['model'].items() if not k.startswith('4.')}
+    assert new.model.load_state_dict(sd, strict=False).missing_keys == ['4.weight', '4.bias']
+    new.fit(1, train=False); before = new.history[-1]['accuracy']
+    new.fit(5)
+    assert before < 0.5 and new.history[-1]['accuracy'] > 0.9
 
 # ---- 10 speed ----------------------------------------------------------------------------------------------------
 
