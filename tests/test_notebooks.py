@@ -106,3 +106,11 @@ def test_lesson_has_a_summary_before_its_exercises(path):
              for l in _src(c).splitlines() if l.startswith('## ')]
     assert '## Summary' in heads, f"{path.name} has no '## Summary' section"
     assert heads.index('## Summary') < heads.index('## Exercises'), f"{path.name}: '## Summary' should come before '## Exercises'"
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_exercise_solutions_are_not_under_the_questions(path):
+    "The `## Exercises` section holds questions only: solutions and their checks live in tests/test_exercises.py."
+    cells = json.loads(path.read_text())['cells']
+    at = next(i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and '## Exercises' in _src(c))
+    code = [i for i, c in enumerate(cells[at:], at) if c['cell_type'] == 'code']
+    assert not code, f"{path.name}: cells {code} under '## Exercises' are code; move solutions to tests/test_exercises.py"
