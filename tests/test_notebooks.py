@@ -98,6 +98,8 @@ def test_prose_number_check_catches_unbacked_numbers(tmp_path):
                     md('## Exercises\n\nAbout 7.1 times, or 3.3 times.')]}
     p = tmp_path/'01_x.ipynb'; p.write_text(json.dumps(nb))
     assert [x for _, x, _ in prose_numbers.unbacked(p, solutions='assert abs(s - 7.1) < 0.02')] == ['0.7989', '1,389', '3.3']
+    q = tmp_path/'21_sched.ipynb'; q.write_text(json.dumps({'cells': [md('All 60,000 training images.')]}))   # a listed exception,
+    assert prose_numbers.unbacked(q) == [] and prose_numbers.unbacked(q.rename(tmp_path/'21_other.ipynb'))   # by the lesson's name
 
 @pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
 def test_lesson_has_a_summary_before_its_exercises(path):
