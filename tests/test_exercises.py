@@ -495,12 +495,13 @@ def test_checkpoint_ex2_a_larger_patience_stops_later(fmnist):
     from slowlearn.checkpoint import EarlyStoppingCB
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
     xt, yt, xv, yv = fmnist
     def overfit_learn(cbs=()):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
         return Learner(model, DataLoaders.from_tensors(xt[:2000], yt[:2000], xv[:2000], yv[:2000], bs=50), lr=2e-3,
-                       opt_func=torch.optim.Adam, cbs=list(cbs))
+                       opt_func=torch.optim.Adam, cbs=[MetricsCB(), *cbs])
     full = overfit_learn(); full.fit(15)
     best = min(r['loss'] for r in full.history if r['phase'] == 'valid')
     ends = []
