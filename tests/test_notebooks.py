@@ -78,3 +78,41 @@ def test_lesson_ends_with_exercises(path):
              for l in _src(c).splitlines() if l.startswith('## ')]
     assert '## Exercises' in heads, f"{path.name} has no '## Exercises' section"
     assert heads[-1] == '## Exercises', f"{path.name}: '## Exercises' should be the last section, not {heads[-1]!r}"
+
+_spec = importlib.util.spec_from_file_location('prose_numbers', Path(__file__).parent.parent/'tools'/'prose_numbers.py')
+prose_numbers = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(prose_numbers)
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_numbers_in_prose_come_from_cells(path):
+    "Every decimal and every integer of three or more digits in a lesson's prose is printed or used by one of its cells."
+    bad = prose_numbers.unbacked(path)
+    assert not bad, (f"{path.name}: numbers in prose that no output or code of the notebook shows (print them from a "
+                     f"cell, say it in words, or add a reasoned entry to EXCEPTIONS in tools/prose_numbers.py): "
+                     + '; '.join(f"cell {i}: {x} in '...{ctx}...'" for i, x, ctx in bad))
+
+def test_prose_number_check_catches_unbacked_numbers(tmp_path):
+    md = lambda s: {'cell_type': 'markdown', 'source': s, 'metadata': {}}
+    code = lambda s, out: {'cell_type': 'code', 'source': s, 'metadata': {}, 'outputs': [{'output_type': 'stream', 'text': out}]}
+    nb = {'cells': [code('n = 10_000', '0.8125\n'), md('Accuracy 0.8125 on 10,000 images, as in $0.5$ and `1.25` and 2015.'),
+                    md('Accuracy 0.7989 on 1,389 images per second (see [it](https://x.org/1.5)).'),
+                    md('## Exercises\n\nAbout 7.1 times, or 3.3 times.')]}
+    p = tmp_path/'01_x.ipynb'; p.write_text(json.dumps(nb))
+    assert [x for _, x, _ in prose_numbers.unbacked(p, solutions='assert abs(s - 7.1) < 0.02')] == ['0.7989', '1,389', '3.3']
+    q = tmp_path/'21_sched.ipynb'; q.write_text(json.dumps({'cells': [md('All 60,000 training images.')]}))   # a listed exception,
+    assert prose_numbers.unbacked(q) == [] and prose_numbers.unbacked(q.rename(tmp_path/'21_other.ipynb'))   # by the lesson's name
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_lesson_has_a_summary_before_its_exercises(path):
+    "Every lesson sums up what it built, and the numbers that matter, in a `## Summary` section before `## Exercises`."
+    heads = [l.strip() for c in json.loads(path.read_text())['cells'] if c['cell_type'] == 'markdown'
+             for l in _src(c).splitlines() if l.startswith('## ')]
+    assert '## Summary' in heads, f"{path.name} has no '## Summary' section"
+    assert heads.index('## Summary') < heads.index('## Exercises'), f"{path.name}: '## Summary' should come before '## Exercises'"
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_exercise_solutions_are_not_under_the_questions(path):
+    "The `## Exercises` section holds questions only: solutions and their checks live in tests/test_exercises.py."
+    cells = json.loads(path.read_text())['cells']
+    at = next(i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and '## Exercises' in _src(c))
+    code = [i for i, c in enumerate(cells[at:], at) if c['cell_type'] == 'code']
+    assert not code, f"{path.name}: cells {code} under '## Exercises' are code; move solutions to tests/test_exercises.py"

@@ -1,0 +1,710 @@
+"""Solutions to the lessons' exercises, each with a check of what the exercise says the reader should see.
+
+One test per exercise, named after its lesson (without the number, which may change) and the exercise's number.
+Exercises that need a long training run or a timing are either marked slow or only described in their lesson."""
+import copy, math
+import pytest, torch
+import torch.nn.functional as F
+from torch import nn
+from torch.testing import assert_close
+
+@pytest.fixture(scope='module')
+def fmnist():
+    "Fashion-MNIST as `(x_train, y_train, x_valid, y_valid)`, standardised (needs SLOWLEARN_DATA, as the notebooks do)."
+    from slowlearn.data import load_fashion_mnist
+    return load_fashion_mnist()
+
+# ---- 00 core -----------------------------------------------------------------------------------------------------
+
+def test_core_ex1_bool_is_not_a_count():
+    from slowlearn.core import _check_int
+    with pytest.raises(TypeError): _check_int('n_epochs', True, 0)
+
+def test_core_ex2_a_writer_that_fails_after_writing_everything_is_not_published(tmp_path):
+    from slowlearn.core import atomic_write
+    good = tmp_path/'result.bin'; good.write_bytes(b'x'*1000)
+    def late_crash(f): f.write(b'y'*1000); raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): atomic_write(good, late_crash)
+    assert good.read_bytes() == b'x'*1000 and [q.name for q in tmp_path.iterdir()] == ['result.bin']
+
+# ---- 01 data -----------------------------------------------------------------------------------------------------
+
+def test_data_ex1_drop_the_last_batch(fmnist):
+    xt, yt = fmnist[:2]
+    def no_last_batch(x, y, bs):
+        for i in range(0, len(x) - bs + 1, bs): yield x[i:i+bs], y[i:i+bs]
+    sizes = [len(yb) for _, yb in no_last_batch(xt, yt, 512)]
+    assert (len(sizes), set(sizes), 60_000 - sum(sizes)) == (117, {512}, 96)
+
+def test_data_ex2_resume_in_the_middle_of_an_epoch(fmnist):
+    from slowlearn.data import TensorLoader
+    xt, yt = fmnist[:2]
+    dl = TensorLoader(xt, yt, bs=512, shuffle=True, seed=7)
+    _ = list(dl)                                   # epoch 0
+    ep1 = [yb for _, yb in dl]                     # the second iteration is epoch 1
+    dl2 = TensorLoader(xt, yt, bs=512, shuffle=True, seed=7); dl2.set_epoch(1, start=5)
+    rest = [yb for _, yb in dl2]
+    assert len(rest) == 113 and all(torch.equal(a, b) for a, b in zip(rest, ep1[5:]))
+
+def test_data_ex3_a_random_holdout_is_roughly_balanced(fmnist):
+    from slowlearn.data import holdout_split
+    yt = fmnist[1]
+    for s in range(3):
+        _, va = holdout_split(60_000, 6_000, s)
+        counts = torch.bincount(yt[va], minlength=10)
+        assert 510 <= counts.min() and counts.max() <= 690 and counts.max() > counts.min(), (s, counts)   # 8.5% to 11.5% of 6,000
+
+# ---- 02 learner --------------------------------------------------------------------------------------------------
+
+def _learner_setup(fmnist):
+    "The learner lesson's data and model: 10,000 training and 2,000 validation images, a 64-unit MLP, lr 0.1."
+    from slowlearn.data import DataLoaders
+    xt, yt, xv, yv = fmnist
+    dls = lambda: DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv[:2_000], yv[:2_000], bs=64, seed=0)
+    def model():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    return dls, model
+
+def _loss_recorder():
+    from slowlearn.learner import Callback
+    class LossRecorder(Callback):
+        def before_fit(self, learn): self.losses = {True: [], False: []}
+        def after_batch(self, learn): self.losses[learn.training].append(learn.loss.item())
+    return LossRecorder()
+
+def test_learner_ex1_stop_after_10_batches(fmnist):
+    from slowlearn.learner import Learner, Callback, CancelFitException
+    dls, model = _learner_setup(fmnist)
+    class StopAt10(Callback):
+        def after_batch(self, learn):
+            if learn.training and learn.iter == 9: raise CancelFitException()
+    rec = _loss_recorder(); learn = Learner(model(), dls(), lr=0.1, cbs=[rec, StopAt10()]); learn.fit(1)
+    assert (learn.iter, learn.train_iter, len(rec.losses[True]), len(rec.losses[False])) == (9, 10, 10, 0)
+
+def test_learner_ex2_label_smoothing_raises_the_loss_not_the_learning(fmnist):
+    from slowlearn.learner import Learner, Callback
+    dls, model = _learner_setup(fmnist)
+    class Smoothed(Callback):
+        def get_loss(self, learn): learn.loss = F.cross_entropy(learn.preds, learn.batch[1], label_smoothing=0.1)
+    plain, smoothed = _loss_recorder(), _loss_recorder()
+    Learner(model(), dls(), lr=0.1, cbs=[plain]).fit(1)
+    learn = Learner(model(), dls(), lr=0.1, cbs=[smoothed, Smoothed()]); learn.fit(1)
+    mean = lambda xs: sum(xs) / len(xs)
+    with torch.no_grad(): acc = (learn.model(fmnist[2][:2000]).argmax(1) == fmnist[3][:2000]).float().mean().item()
+    assert mean(smoothed.losses[True]) > mean(plain.losses[True]) and acc > 0.65
+
+def test_learner_ex3_the_first_loss_is_a_uniform_guess(fmnist):
+    from slowlearn.learner import Learner
+    dls, model = _learner_setup(fmnist)
+    rec = _loss_recorder(); Learner(model(), dls(), lr=0.1, cbs=[rec]).fit(1)
+    ls = rec.losses[True]
+    assert abs(ls[0] - math.log(10)) < 0.15 and sum(ls[-10:]) / 10 < 1
+
+# ---- 02a resume --------------------------------------------------------------------------------------------------
+
+def test_resume_ex1_seeds_are_not_enough_to_resume():
+    from slowlearn.resume import set_seed, rng_states, set_rng_states
+    set_seed(0); _, second = torch.rand(3), torch.rand(3)
+    set_seed(0); assert not torch.equal(torch.rand(3), second)
+    set_seed(0); _ = torch.rand(3); st = rng_states(); _ = torch.rand(10); set_rng_states(st)
+    assert torch.equal(torch.rand(3), second)
+
+# ---- 03 metrics -------------------------------------------------------------------------------------------------
+
+def _metrics_mlp():
+    "The metrics lesson's MLP."
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+
+def _accuracy_by_hand(model, dl):
+    "Accuracy over all of `dl`, and the mean of its batches' accuracies."
+    model.eval(); correct, seen, accs = 0, 0, []
+    with torch.no_grad():
+        for xb, yb in dl:
+            c = (model(xb).argmax(1) == yb).sum().item(); correct, seen = correct + c, seen + len(yb); accs.append(c / len(yb))
+    return correct / seen, sum(accs) / len(accs)
+
+@pytest.mark.slow
+def test_metrics_ex1_macro_f1_and_the_weakest_class(fmnist):
+    from torcheval.metrics import MulticlassAccuracy, MulticlassF1Score
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    xt, yt, xv, yv = fmnist
+    dls = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=384)
+    assert torch.equal(torch.bincount(yv), torch.full((10,), 1000))
+    learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam,
+                    cbs=MetricsCB(MulticlassAccuracy(), f1=MulticlassF1Score(num_classes=10, average='macro')))
+    learn.fit(3)
+    for r in learn.history[1::2]: assert abs(r['f1'] - r['accuracy']) < 0.03, r
+    learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam, cbs=MetricsCB(f1=MulticlassF1Score(num_classes=10, average=None)))
+    learn.fit(3)
+    for r in learn.history[1::2]: assert min(range(10), key=lambda i: r['f1'][i]) == 6     # Shirt
+
+@pytest.mark.slow
+def test_metrics_ex2_the_mean_of_batch_accuracies(fmnist):
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    xt, yt, xv, yv = fmnist
+    dls = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=384)
+    learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam); learn.fit(3)
+    dls_1111 = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=1111)
+    exact, mean_of_batches = _accuracy_by_hand(learn.model, dls_1111.valid)
+    assert abs(exact - mean_of_batches) > 0.01 and exact == _accuracy_by_hand(learn.model, dls.valid)[0]
+
+@pytest.mark.slow
+def test_metrics_ex3_watch_it_overfit(fmnist):
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    xt, yt, xv, yv = fmnist
+    learn = Learner(_metrics_mlp(), DataLoaders.from_tensors(xt[:1000], yt[:1000], xv, yv, bs=64, val_bs=1000), lr=3e-3,
+                    opt_func=torch.optim.Adam, cbs=MetricsCB(MulticlassAccuracy()))
+    learn.fit(10)
+    train_acc, valid_acc = learn.history[-2]['accuracy'], learn.history[-1]['accuracy']
+    assert train_acc > 0.9 and 0.7 < valid_acc < 0.88 and train_acc - valid_acc > 0.08, (train_acc, valid_acc)
+
+# ---- 03a predict -------------------------------------------------------------------------------------------------
+
+def _flip_trained(epochs):
+    "The predictions lesson's MLP trained with random horizontal flips for `epochs` epochs on all the training images."
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.data import fashion_mnist
+    from slowlearn.learner import Learner, Callback
+    from slowlearn.metrics import MetricsCB
+    import slowlearn.predict      # noqa: F401  (adds get_preds and tta to Learner)
+    class RandomFlipCB(Callback):
+        def before_batch(self, learn):
+            if not learn.training: return
+            x, y = learn.batch
+            learn.batch = (torch.where(torch.rand(len(x), 1, 1, 1) < 0.5, x.flip(-1), x), y)
+    learn = Learner(_metrics_mlp(), fashion_mnist(bs=512), lr=3e-3, opt_func=torch.optim.Adam, cbs=[MetricsCB(MulticlassAccuracy()), RandomFlipCB()])
+    learn.fit(epochs)
+    return learn
+
+@pytest.mark.slow
+def test_predict_ex1_more_training_leaves_tta_within_a_point():
+    learn = _flip_trained(3)
+    p, targs = learn.get_preds(); p_tta = learn.tta()[0]
+    acc = lambda q: (q.argmax(1) == targs).float().mean().item()
+    assert acc(p) > 0.85 and acc(p_tta) > 0.85 and abs(acc(p_tta) - acc(p)) < 0.01, (acc(p), acc(p_tta))
+
+@pytest.mark.slow
+def test_predict_ex2_a_random_shift_the_model_never_saw():
+    learn = _flip_trained(1)
+    p, targs = learn.get_preds()
+    acc = lambda q: (q.argmax(1) == targs).float().mean().item()
+    def shift(x):
+        dy, dx = torch.randint(-1, 2, (2,)).tolist()
+        return torch.roll(x, (dy, dx), dims=(-2, -1))
+    accs = []
+    for seed in (0, 1): torch.manual_seed(seed); accs.append(acc(learn.tta(augment=shift, n=4)[0]))
+    assert max(accs) < acc(p) and accs[0] != accs[1], (accs, acc(p))
+
+@pytest.mark.slow
+def test_predict_ex3_the_weakest_class_is_shirt():
+    from slowlearn.data import FMNIST_CLASSES
+    from slowlearn.predict import ClassificationInterpretation
+    interp = ClassificationInterpretation.from_learner(_flip_trained(1), vocab=FMNIST_CLASSES)
+    cm = interp.confusion_matrix()
+    recall = cm.diag() / cm.sum(1)
+    worst = recall.argmin().item()
+    assert FMNIST_CLASSES[worst] == 'Shirt' and recall[worst] < 0.7
+    row = cm[worst].clone(); row[worst] = 0
+    assert {FMNIST_CLASSES[j] for j in row.topk(2).indices.tolist()} == {'T-shirt/top', 'Coat'}
+    assert {('Shirt', 'T-shirt/top'), ('Shirt', 'Coat')} <= {(a, q) for a, q, _ in interp.most_confused()}
+
+# ---- 05 optim ----------------------------------------------------------------------------------------------------
+
+def _step_sizes(opt_func, n_steps=20, lr=1e-3):
+    "The size of each of `n_steps` steps on one weight whose gradient is always 1, in units of `lr`."
+    w = nn.Parameter(torch.zeros(1)); opt = opt_func([w], lr=lr); sizes = []
+    for _ in range(n_steps):
+        before = w.item(); w.grad = torch.ones(1); opt.step(); sizes.append(abs(w.item() - before) / lr)
+    return sizes
+
+def test_optim_ex1_rmsprop_first_steps():
+    from functools import partial
+    from slowlearn.optim import RMSProp
+    s0, s1 = _step_sizes(RMSProp), _step_sizes(partial(RMSProp, init_from_grad=True))
+    assert abs(s0[0] - 10) < 0.01 and abs(s0[1] - 7.1) < 0.02 and s0 == sorted(s0, reverse=True)   # 10 x lr, then about 7.1 x lr
+    assert_close(torch.tensor(s1), torch.ones(20), rtol=0, atol=1e-3)
+
+class _Adam(torch.optim.Optimizer):
+    "The lesson's loop Adam, with or without the bias correction."
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, correct=True):
+        super().__init__(params, dict(lr=lr)); self.betas, self.eps, self.correct = betas, eps, correct
+    @torch.no_grad()
+    def step(self):
+        b1, b2 = self.betas
+        for g in self.param_groups:
+            for p in g['params']:
+                st = self.state[p]
+                if not st: st.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                st['t'] += 1
+                st['m'].mul_(b1).add_((1 - b1) * p.grad); st['v'].mul_(b2).add_((1 - b2) * p.grad * p.grad)
+                m, v = st['m'], st['v']
+                if self.correct: m, v = m / (1 - b1**st['t']), v / (1 - b2**st['t'])
+                p.sub_(g['lr'] * m / (v.sqrt() + self.eps))
+
+def test_optim_ex2_adam_without_bias_correction():
+    from functools import partial
+    assert_close(torch.tensor(_step_sizes(_Adam)), torch.ones(20), rtol=0, atol=1e-3)
+    s = _step_sizes(partial(_Adam, correct=False))
+    assert abs(s[0] - 3.2) < 0.05 and abs(s[0] - 0.1 / math.sqrt(0.001)) < 1e-3     # about 3.2 x lr at first
+    assert s.index(max(s)) + 1 == 12 and abs(max(s) - 6.6) < 0.05                   # about 6.6 x lr at step 12
+
+def test_optim_ex3_accumulation_with_layernorm_is_the_big_batch():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    def grad_in(model, k):
+        model.zero_grad()
+        for xb, yb in zip(x.chunk(k), y.chunk(k)): (F.cross_entropy(model(xb), yb) * len(xb) / len(x)).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+    torch.manual_seed(1); with_ln = nn.Sequential(nn.Linear(20, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
+    assert (grad_in(with_ln, 4) - grad_in(with_ln, 1)).abs().max() < 1e-6
+
+# ---- 06 init -----------------------------------------------------------------------------------------------------
+
+def _plain_cnn(act=nn.ReLU):
+    "The init lesson's eight conv layers without normalisation."
+    chans = [(1, 8, 2), (8, 16, 2), (16, 16, 1), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 1)]
+    return nn.Sequential(*[nn.Sequential(nn.Conv2d(ni, nf, 3, s, 1), act()) for ni, nf, s in chans],
+                         nn.Conv2d(64, 10, 3, 2, 1), nn.Flatten())
+
+def test_init_ex1_a_shift_without_leak_leaves_zero_gradients(fmnist):
+    from functools import partial
+    from slowlearn.init import GeneralReLU, init_weights
+    torch.manual_seed(1)
+    m = init_weights(_plain_cnn(partial(GeneralReLU, 0., 0.4)))
+    x = fmnist[0][:256]
+    acts = []
+    def keep_grad(mod, inp, out): inp[0].register_hook(acts.append)      # the gradient at the activation's input
+    hooks = [mod.register_forward_hook(keep_grad) for mod in m.modules() if isinstance(mod, GeneralReLU)]
+    F.cross_entropy(m(x), fmnist[1][:256]).backward()
+    for h in hooks: h.remove()
+    assert max((g != 0).any(0).logical_not().float().mean().item() for g in acts) > 0
+
+def test_init_ex2_the_tanh_gain():
+    from functools import partial
+    from slowlearn.init import xavier_normal_
+    def act_stds(init, act, n_layers=30, width=256):
+        torch.manual_seed(0)
+        x, stds = torch.randn(1024, width), []
+        for _ in range(n_layers): x = act(x @ init(torch.empty(width, width)).T); stds.append(x.std().item())
+        return stds
+    gs = [act_stds(partial(xavier_normal_, gain=g), torch.tanh)[-1] for g in (1, 1.2, 1.4, 5/3, 2)]
+    assert gs == sorted(gs) and 0.1 < gs[0] < 0.2 and 0.6 < gs[-1] < 0.8      # about 0.13 at 1, about 0.7 at 2
+
+def test_init_ex3_fan_out_shrinks_the_activations(fmnist):
+    from functools import partial
+    from slowlearn.init import init_weights, kaiming_normal_
+    xb = fmnist[0][:256]
+    def stds(init):
+        torch.manual_seed(1); m = init_weights(_plain_cnn(), init); s, x = [], xb
+        with torch.no_grad():
+            for layer in m[:-1]: x = layer(x); s.append(x.std().item())
+        return s
+    assert stds(partial(kaiming_normal_, mode='fan_out'))[6] < stds(kaiming_normal_)[6] / 3
+
+# ---- 07 layers ---------------------------------------------------------------------------------------------------
+
+def _bn_cnn():
+    "The layers lesson's `cnn('BatchNorm')`."
+    from functools import partial
+    from slowlearn.init import GeneralReLU, init_weights
+    from slowlearn.layers import conv, BatchNorm
+    act = partial(GeneralReLU, 0.1, 0.4)
+    torch.manual_seed(1)
+    chans = [1, 8, 16, 32, 64]
+    blocks = [conv(ni, nf, act=act, norm=BatchNorm) for ni, nf in zip(chans, chans[1:])]
+    return init_weights(nn.Sequential(*blocks, conv(64, 10, act=None, norm=None), nn.Flatten()), leak=0.1)
+
+def test_layers_ex1_small_batches_give_noisy_statistics(fmnist):
+    c0 = _bn_cnn()[0][0]; xt = fmnist[0]
+    def noise(bs, n=50):
+        with torch.no_grad(): return torch.stack([c0(xt[k*bs:(k+1)*bs]).mean((0, 2, 3)) for k in range(n)]).std(0).mean()
+    assert 2 < noise(8) / noise(64) < 4
+
+def test_layers_ex2_a_bias_before_batchnorm_does_not_move(fmnist):
+    xt, yt = fmnist[:2]
+    m = _bn_cnn()
+    m[0][0] = nn.Conv2d(1, 8, 3, 2, 1, bias=True); nn.init.zeros_(m[0][0].bias)
+    w0 = m[0][0].weight.detach().clone()
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+    for i in range(5): F.cross_entropy(m(xt[i*64:(i+1)*64]), yt[i*64:(i+1)*64]).backward(); opt.step(); opt.zero_grad()
+    assert m[0][0].bias.abs().max() < 1e-5 and (m[0][0].weight - w0).abs().max() > 1e-3
+
+def test_layers_ex3_eval_mode_with_one_image(fmnist):
+    xv = fmnist[2]; m = _bn_cnn()
+    with torch.no_grad():
+        assert (m(xv[:1]) - m(xv[:256])[:1]).abs().max() > 0.1          # train mode: the batch's statistics
+        m.eval(); assert_close(m(xv[:1]), m(xv[:256])[:1], rtol=1e-4, atol=1e-4)
+
+# ---- 07a models --------------------------------------------------------------------------------------------------
+
+def test_models_ex1_without_batchnorm_the_convs_get_a_bias():
+    from slowlearn.models import fmnist_cnn
+    assert fmnist_cnn(norm=None)[0][0].bias is not None and fmnist_cnn()[0][0].bias is None
+
+@pytest.mark.slow
+def test_models_ex1_without_batchnorm_one_epoch_ends_lower(fmnist):
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    from slowlearn.models import fmnist_cnn
+    xt, yt, xv, yv = fmnist
+    small = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv[:2_000], yv[:2_000], bs=128)
+    def acc(norm):
+        torch.manual_seed(0)
+        learn = Learner(fmnist_cnn(norm=norm), small, lr=0.1, cbs=[MetricsCB(MulticlassAccuracy())]); learn.fit(1)
+        return learn.history[-1]['accuracy']
+    assert acc(None) < acc(nn.BatchNorm2d)
+
+def test_models_ex2_half_the_width_is_about_a_quarter_of_the_weights():
+    from slowlearn.models import fmnist_cnn
+    n_full, n_half = (sum(p.numel() for p in fmnist_cnn(nfs=f).parameters()) for f in [(16, 32, 64, 128), (8, 16, 32, 64)])
+    assert 0.2 < n_half / n_full < 0.3, (n_half, n_full)
+
+def test_models_ex3_another_image_size():
+    from slowlearn.models import fmnist_cnn
+    assert fmnist_cnn()(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    assert fmnist_cnn()[:-1](torch.randn(2, 1, 64, 64)).shape == (2, 10, 2, 2)
+
+# ---- 08 sched ---------------------------------------------------------------------------------------------------
+
+def _tiny_dls():
+    from slowlearn.data import DataLoaders
+    torch.manual_seed(0)
+    xr, yr = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    return DataLoaders.from_tensors(xr, yr, xr[:32], yr[:32], bs=16)
+
+def _sched_sub(fmnist):
+    from slowlearn.data import DataLoaders
+    xt, yt, xv, yv = fmnist
+    return DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv[:2000], yv[:2000], bs=128)
+
+def _find_lr(sub, beta):
+    from slowlearn.learner import Learner
+    from slowlearn.models import fmnist_cnn
+    from slowlearn.optim import AdamW
+    from slowlearn.sched import LRFinderCB
+    torch.manual_seed(0)
+    learn = Learner(fmnist_cnn(), sub, opt_func=AdamW)
+    cb = LRFinderCB(beta=beta)
+    learn.fit(1, valid=False, cbs=cb, lr=cb.start_lr, steps_per_epoch=cb.num_it, reset_opt=True)
+    return cb
+
+def _smooth(xs, beta):
+    m, out = 0., []
+    for i, x in enumerate(xs): m = beta*m + (1 - beta)*x; out.append(m/(1 - beta**(i + 1)))
+    return out
+
+@pytest.mark.slow
+def test_sched_ex1_a_middle_smoothing_puts_the_minimum_in_between(fmnist):
+    sub = _sched_sub(fmnist)
+    at_min = {}
+    for beta in (0.8, 0.98):
+        c = _find_lr(sub, beta); s = [x for x in c.smooth if math.isfinite(x)]
+        at_min[beta] = c.lrs[min(range(len(s)), key=s.__getitem__)]
+        if beta == 0.8: finder = c
+    s9 = _smooth(finder.losses, 0.9)
+    lr9 = finder.lrs[min(range(len(s9)), key=s9.__getitem__)]
+    assert at_min[0.8] <= lr9 <= at_min[0.98], (lr9, at_min)
+
+def test_sched_ex2_pct_start_moves_the_peak():
+    from torch.nn import Linear
+    from slowlearn.learner import Learner
+    from slowlearn.optim import AdamW
+    from slowlearn.sched import RecorderCB
+    rec = RecorderCB(lr='lr', mom='momentum')
+    Learner(Linear(4, 2), _tiny_dls(), opt_func=AdamW).fit_one_cycle(4, 0.1, pct_start=0.5, cbs=rec)
+    assert rec['lr'].index(max(rec['lr'])) == 8 == rec['mom'].index(min(rec['mom']))      # the middle of 16 steps
+
+def test_sched_ex3_a_weight_decay_schedule():
+    from torch.nn import Linear
+    from slowlearn.learner import Learner
+    from slowlearn.optim import AdamW
+    from slowlearn.sched import RecorderCB, ParamSchedulerCB, sched_lin
+    rec = RecorderCB(wd='weight_decay')
+    Learner(Linear(4, 2), _tiny_dls(), opt_func=AdamW, cbs=ParamSchedulerCB({'weight_decay': sched_lin(1e-2, 0)})).fit(2, cbs=rec)
+    assert_close(torch.tensor(rec['wd']), torch.tensor([1e-2*(1 - i/8) for i in range(8)]), rtol=1e-9, atol=0)
+
+@pytest.mark.slow
+def test_sched_ex4_a_tenth_of_the_steepest_lr_wastes_the_epoch(fmnist):
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    from slowlearn.models import fmnist_cnn
+    from slowlearn.optim import AdamW
+    sub = _sched_sub(fmnist)
+    steep = _find_lr(sub, 0.8).suggest().steep
+    def valid_loss(lr):
+        torch.manual_seed(0)
+        learn = Learner(fmnist_cnn(), sub, opt_func=AdamW, cbs=MetricsCB(MulticlassAccuracy())); learn.fit(1, lr=lr)
+        return learn.history[-1]['loss']
+    assert valid_loss(steep / 10) > valid_loss(steep) + 0.1
+
+# ---- 09 checkpoint -----------------------------------------------------------------------------------------------
+
+def _ckpt_mlp(seed=0, dropout=True):
+    "The checkpoint lesson's MLP (with its dropout, or an `Identity` in its place)."
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.2) if dropout else nn.Identity(), nn.Linear(64, 10))
+
+@pytest.mark.slow
+def test_checkpoint_ex1_without_dropout_the_generators_do_not_matter(fmnist):
+    "Resume after epoch 1 with model, optimizer, position and schedule but not the generators' states."
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner, Callback
+    xt, yt, xv, yv = fmnist
+    class OneCycle(Callback):
+        def before_fit(self, learn):
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, 1e-2, total_steps=learn.n_epochs * learn.n_steps)
+        def after_step(self, learn): self.sched.step()
+    class Save(Callback):
+        order = 100
+        def after_epoch(self, learn):
+            if not learn.training and learn.epoch == 1:
+                self.ck = dict(model={k: v.clone() for k, v in learn.model.state_dict().items()}, opt=copy.deepcopy(learn.opt.state_dict()),
+                               sched=learn.cbs.filter(lambda c: isinstance(c, OneCycle))[0].sched.state_dict())
+    class Resume(Callback):
+        order = 100
+        def __init__(self, ck): self.ck = ck
+        def before_fit(self, learn):
+            learn.model.load_state_dict(self.ck['model']); learn.opt.load_state_dict(self.ck['opt'])
+            learn.start_epoch, learn.start_iter = 2, 0
+            learn.cbs.filter(lambda c: isinstance(c, OneCycle))[0].sched.load_state_dict(self.ck['sched'])
+    def run(dropout, cbs, seed):
+        dls = DataLoaders.from_tensors(xt[:6000], yt[:6000], xv[:2000], yv[:2000], bs=128)
+        learn = Learner(_ckpt_mlp(seed, dropout), dls, lr=1e-2, opt_func=torch.optim.Adam, cbs=[OneCycle(), *cbs]); learn.fit(4)
+        return learn.model.state_dict()
+    for dropout in (False, True):
+        save = Save(); ref = run(dropout, [save], 0)
+        resumed = run(dropout, [Resume(save.ck)], 1)
+        same = all(torch.equal(a, b) for a, b in zip(ref.values(), resumed.values()))
+        assert same == (not dropout), dropout
+
+@pytest.mark.slow
+def test_checkpoint_ex2_a_larger_patience_stops_later(fmnist):
+    from slowlearn.checkpoint import EarlyStoppingCB
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    xt, yt, xv, yv = fmnist
+    def overfit_learn(cbs=()):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+        return Learner(model, DataLoaders.from_tensors(xt[:2000], yt[:2000], xv[:2000], yv[:2000], bs=50), lr=2e-3,
+                       opt_func=torch.optim.Adam, cbs=[MetricsCB(), *cbs])
+    full = overfit_learn(); full.fit(15)
+    best = min(r['loss'] for r in full.history if r['phase'] == 'valid')
+    ends = []
+    for p in (1, 3, 6):
+        es = EarlyStoppingCB(patience=p); overfit_learn(cbs=[es]).fit(15)
+        ends.append(15 if es.stopped_epoch is None else es.stopped_epoch + 1)
+        assert es.best >= best - 1e-6
+    assert ends == sorted(ends) and ends[0] < ends[-1]
+
+def test_checkpoint_ex3_a_new_head(fmnist, tmp_path):
+    from torcheval.metrics import MulticlassAccuracy
+    from slowlearn.checkpoint import load_checkpoint
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.metrics import MetricsCB
+    xt, yt, xv, yv = fmnist
+    saved = Learner(_ckpt_mlp(0), DataLoaders.from_tensors(xt[:6000], yt[:6000], xv[:2000], yv[:2000], bs=128), lr=1e-2,
+                    opt_func=torch.optim.Adam)
+    saved.fit(1); saved.save(tmp_path/'mlp.pt')
+    group = torch.tensor([0, 0, 0, 0, 0, 1, 0, 1, 2, 1])          # 0 clothing, 1 footwear, 2 bag
+    m = _ckpt_mlp(1); m[4] = nn.Linear(64, 3)
+    dls = DataLoaders.from_tensors(xt[30000:30200], group[yt[30000:30200]], xv[:2000], group[yv[:2000]], bs=50)
+    new = Learner(m, dls, lr=3e-3, opt_func=torch.optim.Adam, cbs=MetricsCB(MulticlassAccuracy()))
+    with pytest.raises(Exception, match=r'4.weight \(10, 64\) vs \(3, 64\)'): new.load(tmp_path/'mlp.pt')
+    sd = {k: v for k, v in load_checkpoint(tmp_path/'mlp.pt')['model'].items() if not k.startswith('4.')}
+    assert new.model.load_state_dict(sd, strict=False).missing_keys == ['4.weight', '4.bias']
+    new.fit(1, train=False); before = new.history[-1]['accuracy']
+    new.fit(5)
+    assert before < 0.5 and new.history[-1]['accuracy'] > 0.9
+
+# ---- 10 speed ----------------------------------------------------------------------------------------------------
+
+def test_speed_ex1_how_large_the_loss_scale_must_be():
+    g = torch.tensor(1e-8)
+    back = {k: (g * 2.**k).half().float().item() / 2.**k for k in range(17)}
+    assert back[0] == back[1] == 0. and 0.4 < abs(back[2] - 1e-8) / 1e-8 < 0.6
+    assert all(abs(back[k] - 1e-8) / 1e-8 < 1e-3 for k in range(12, 17))
+    assert torch.amp.GradScaler('cpu').get_scale() == 2.**16
+
+def test_speed_ex2_watch_the_scale_grow():
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner, Callback
+    from slowlearn.speed import MixedPrecisionCB
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
+    tiny = DataLoaders.from_tensors(x, y, x, y, bs=16, shuffle=False)
+    class PoisonGrad(Callback):
+        order = -4.5
+        def after_backward(self, learn):
+            if learn.iter == 2: next(learn.model.parameters()).grad[0, 0] = float('inf')
+    for cbs, scale in (([], 2.**12), ([PoisonGrad()], 2.**10)):
+        torch.manual_seed(0)
+        mp = MixedPrecisionCB(torch.float16, init_scale=2.**10, growth_interval=2)
+        Learner(nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3)), tiny, lr=0.1, cbs=[mp, *cbs]).fit(1, valid=False)
+        assert mp.scaler.get_scale() == scale
+
+def test_speed_ex3_which_op_runs_in_which_dtype():
+    xi, wi = torch.randn(2, 1, 8, 8), torch.randn(4, 1, 3, 3)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = F.conv2d(xi, wi)
+        dts = [out.dtype, xi.softmax(-1).dtype, out.softmax(-1).dtype, F.cross_entropy(out.flatten(1), torch.tensor([0, 1])).dtype]
+    assert dts == [torch.bfloat16, torch.float32, torch.bfloat16, torch.float32]
+
+# ---- 10a callbacks -----------------------------------------------------------------------------------------------
+
+def test_callbacks_ex2_how_much_of_the_average_470_steps_hold():
+    assert abs((1 - 0.999**470) - 0.375) < 0.005          # about 37%: the rest is still the first weights
+
+@pytest.mark.slow
+def test_callbacks_ex3_clipping_halves_the_loss_spike(fmnist):
+    from slowlearn.callbacks import GradClipCB
+    from slowlearn.data import DataLoaders
+    from slowlearn.learner import Learner
+    from slowlearn.models import fmnist_cnn
+    from slowlearn.sched import RecorderCB
+    xt, yt = fmnist[:2]
+    sub = DataLoaders.from_tensors(xt[:8192], yt[:8192], xt[:256], yt[:256], bs=256)
+    peak = {}
+    for name, cbs in (('no clip', []), ('clip', [GradClipCB(2.)])):
+        torch.manual_seed(0); rec = RecorderCB()
+        Learner(fmnist_cnn(), sub, lr=1., cbs=[rec, *cbs]).fit(1, valid=False)
+        peak[name] = max(rec['loss'][:10])
+    assert 7 < peak['no clip'] < 12 and peak['clip'] < 0.6 * peak['no clip'], peak
+
+# ---- 11 distributed ----------------------------------------------------------------------------------------------
+
+def _rel_diff(model, b, weighted, W=2):
+    "Relative difference between the average of `W` shard gradients of a batch of `b` and the whole batch's gradient."
+    torch.manual_seed(0); x, y = torch.randn(b, 6), torch.randint(0, 3, (b,))
+    params = list(model.parameters())
+    ref = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+    gs = [torch.autograd.grad(F.cross_entropy(model(xs), ys) * (W * len(xs) / b if weighted else 1.), params)
+          for xs, ys in zip(x.chunk(W), y.chunk(W))]
+    avg = [sum(g) / W for g in zip(*gs)]
+    return (torch.cat([(u - v).flatten() for u, v in zip(avg, ref)]).norm() / torch.cat([v.flatten() for v in ref]).norm()).item()
+
+def test_distributed_ex1_unequal_shards_need_the_weights():
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    assert _rel_diff(plain, 5, weighted=False) > 0.02 and _rel_diff(plain, 5, weighted=True) < 1e-6
+
+def test_distributed_ex2_batchnorm_per_rank():
+    torch.manual_seed(0)
+    bn = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    assert _rel_diff(bn, 12, weighted=True) > 1e-3
+
+# ---- 14 cli ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cli_ex1_accumulation_against_the_big_batch_in_whole_runs():
+    from slowlearn.experiments import TrainConfig, fit_config
+    def run(model, bs, acc):
+        cfg = TrainConfig(model=model, epochs=1, bs=bs, accumulate=acc, n_train=2048, n_valid=512, checkpoint=False)
+        return [r['loss'] for r in fit_config(cfg, progress=False).history]
+    for model, same in (('mlp', True), ('cnn', False)):
+        a, b = run(model, 256, 1), run(model, 64, 4)
+        assert (max(abs(u - v) for u, v in zip(a, b)) < 1e-4) == same, (model, a, b)
+
+def test_cli_ex2_a_config_file_with_a_typo(tmp_path):
+    import subprocess, sys
+    from slowlearn.experiments import TrainConfig
+    TrainConfig(epochs=1).save(tmp_path/'cfg.json')
+    (tmp_path/'cfg.json').write_text((tmp_path/'cfg.json').read_text().replace('"lr"', '"learning_rate"'))
+    r = subprocess.run([sys.executable, '-m', 'slowlearn.cli', 'fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run')],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "unknown settings ['learning_rate']" in r.stderr
+    assert not (tmp_path/'run').exists()
+
+# ---- 15 finetune -------------------------------------------------------------------------------------------------
+
+def test_finetune_ex1_freeze_to_a_middle_group():
+    from slowlearn.finetune import bn_params
+    from slowlearn.learner import Learner
+    from slowlearn.models import fmnist_cnn
+    def splitter(m): return [m[:2].parameters(), m[2:4].parameters(), m[4:].parameters()]
+    learn = Learner(fmnist_cnn(n_out=5), [], splitter=splitter)
+    bn = bn_params(learn.model)
+    for train_bn in (True, False):
+        learn.freeze_to(1, train_bn=train_bn)
+        g0 = list(learn.model[:2].parameters())
+        assert [p.requires_grad for p in g0] == [train_bn and id(p) in bn for p in g0]
+        assert all(p.requires_grad for p in learn.model[2:].parameters())
+
+def test_finetune_ex2_the_rates_of_a_slice():
+    from slowlearn.learner import group_lrs
+    assert_close(torch.tensor(group_lrs(slice(1e-5, 1e-3), 3)), torch.tensor([1e-5, 1e-4, 1e-3]), rtol=1e-9, atol=0)
+    assert_close(torch.tensor(group_lrs(slice(1e-3), 3)), torch.tensor([1e-4, 1e-4, 1e-3]), rtol=1e-9, atol=0)
+
+
+# ---- 13 resnet ---------------------------------------------------------------------------------------------------
+
+class StridedResBlock(nn.Module):
+    "The ResNet paper's projection shortcut: a 1x1 convolution with stride 2 on the skip path, no pool."
+    def __init__(self, ni, nf, stride=1):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(ni, nf, 3, stride=stride, padding=1), nn.Conv2d(nf, nf, 3, padding=1)
+        self.idconv = nn.Conv2d(ni, nf, 1, stride=stride) if (ni != nf or stride != 1) else nn.Identity()
+    def forward(self, x): return F.relu(self.c2(F.relu(self.c1(x))) + self.idconv(x))
+
+def test_resnet_ex2_strided_shortcut_reads_one_pixel_per_window():
+    assert StridedResBlock(16, 32, 2)(torch.randn(8, 16, 28, 28)).shape == (8, 32, 14, 14)
+    assert StridedResBlock(32, 64, 2)(torch.randn(8, 32, 7, 7)).shape == (8, 64, 4, 4)
+    one = nn.Conv2d(1, 1, 1, stride=2)
+    with torch.no_grad(): one.weight.fill_(1); one.bias.zero_()
+    img = torch.arange(16.).view(1, 1, 4, 4)
+    assert torch.equal(one(img)[0, 0].detach(), img[0, 0, ::2, ::2])             # the top-left pixel of each 2x2 window
+    assert_close(nn.AvgPool2d(2)(img)[0, 0], img[0, 0].view(2, 2, 2, 2).mean((1, 3)))   # the pool reads all four
+
+def test_resnet_ex3_batchnorm_under_bfloat16():
+    from slowlearn.layers import BatchNorm
+    torch.manual_seed(0)
+    xb16 = torch.randn(4, 8, 5, 5).bfloat16()
+    ours, ref = BatchNorm(8), nn.BatchNorm2d(8)
+    with torch.autocast('cpu', torch.bfloat16): yo, yr = ours(xb16), ref(xb16)
+    assert (yo.dtype, yr.dtype) == (torch.bfloat16, torch.bfloat16)
+    assert ours.running_mean.dtype == ref.running_mean.dtype == torch.float32
+    assert (yo.float() - yr.float()).abs().max() < 0.05
+
+# ---- 12 experiments ----------------------------------------------------------------------------------------------
+
+def test_experiments_ex1_same_seed_same_run():
+    import dataclasses
+    from slowlearn.experiments import TrainConfig, fit_config
+    cfg = TrainConfig(model='mlp', widths=(64,), n_train=2000, n_valid=500, epochs=2, checkpoint=False)
+    h0, h0b, h1 = [fit_config(c, progress=False).history for c in (cfg, cfg, dataclasses.replace(cfg, seed=1))]
+    assert h0 == h0b and h0 != h1
+
+def test_experiments_ex2_extend_a_search(tmp_path):
+    from slowlearn.experiments import random_search, draw_configs, log_uniform, load_trials
+    space = dict(lr=log_uniform(1e-4, 1), wd=log_uniform(1e-6, 1e-2), bs=[64, 128, 256])
+    def f(c): return dict(score=(math.log10(c['lr']) + 2)**2 + (math.log10(c['wd']) + 4)**2)
+    res_file = tmp_path/'search.jsonl'
+    random_search(space, f, 20, results=res_file, metric='score')
+    calls = []
+    trials = random_search(space, lambda c: calls.append(c) or f(c), 30, results=res_file, metric='score')
+    assert len(calls) == 10 and len(trials) == 30
+    assert draw_configs(space, 30)[:20] == [t['config'] for t in load_trials(res_file)[:20]] == draw_configs(space, 20)
+
+def test_experiments_ex3_wide_peak_shrinks_the_gap():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    grid = np.array([(a, b) for a in (1/6, 1/2, 5/6) for b in (1/6, 1/2, 5/6)])
+    peaks = rng.uniform(0.1, 0.9, size=(10_000, 1))
+    score = lambda xs, w: np.exp(-((xs - peaks) / w)**2).max(1)
+    rand = rng.uniform(size=(10_000, 9))
+    g, r = score(grid[None, :, 0], 0.3).mean(), score(rand, 0.3).mean()
+    assert g > 0.9 and r > 0.9 and abs(r - g) < 0.05, (g, r)
+    assert score(rand, 0.3).mean() > score(rand, 0.08).mean() and g > score(grid[None, :, 0], 0.08).mean()   # both rise
