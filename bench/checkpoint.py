@@ -32,7 +32,7 @@ def make_learner(n_layers):
     for p in model.parameters(): p.grad = torch.randn_like(p)
     learn.opt.step(); learn.opt.zero_grad(set_to_none=True)
     learn._data,learn.resume,learn.history = ResumableLoader(learn.dls.train),None,[]
-    learn.epoch,learn.iter,learn.train_iter,learn.training = 0,0,1,True
+    learn.epoch,learn.iter,learn.opt_steps,learn.training = 0,0,1,True
     learn.fit_args = dict(n_epochs=1, lr=1e-3, train=True, valid=True, steps_per_epoch=None)
     return learn
 

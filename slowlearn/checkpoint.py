@@ -139,7 +139,7 @@ def _data_sig(dl):
 
 _NAME = re.compile(r'ckpt-(\d+)-epoch\d+-step\d+\.pt')
 _TMP = re.compile(r'\.(ckpt-\d+-epoch\d+-step\d+\.pt|index\.json)\.\d+\.tmp')   # left by a writer that was killed
-_need = ['seq', 'model', 'opt', 'callbacks', 'epoch', 'iter', 'train_iter', 'rng', 'history', 'fit']
+_need = ['seq', 'model', 'opt', 'callbacks', 'pos', 'rng', 'fit']
 
 def _read_index(d):
     "The checkpoint entries recorded in `d/index.json`, oldest first; from the file names (with a warning) if the index is unreadable."
@@ -229,11 +229,11 @@ class CheckpointCB(Callback):
             warnings.warn(f"resuming {path} with another training loader ({ck['data']} then, {now} now): the data order will differ")
         load_model_state(learn.model, ck['model'], path)
         learn.opt.load_state_dict(ck['opt'])
-        learn.seek(ck)
-        self.resumed = dict(path=str(path), epoch=ck['epoch'], iter=ck['iter'], step=ck['train_iter'])
+        learn.seek(pos := ck['pos'])
+        self.resumed = dict(path=str(path), epoch=pos['epoch'], iter=pos['iter'], step=pos['opt_steps'])
         # callbacks and RNGs go back to the point they were saved at: now for an epoch boundary, else once
         # the resumed epoch has begun (its `before_epoch` resets per-epoch state such as MetricsCB's sums)
-        if ck['iter']: self._pending = ck
+        if pos['iter']: self._pending = ck
         else: self._restore_cbs(learn, ck, path)
 
     def _restore_cbs(self, learn, ck, path):
@@ -256,7 +256,7 @@ class CheckpointCB(Callback):
         self._check()
         if not self._stepped: return
         self._stepped = False
-        if self.every_n_steps and learn.train_iter % self.every_n_steps == 0: self._save(learn, end=False)
+        if self.every_n_steps and learn.opt_steps % self.every_n_steps == 0: self._save(learn, end=False)
 
     def after_epoch(self, learn):
         self._check()
@@ -284,11 +284,11 @@ class CheckpointCB(Callback):
             warnings.warn(f"the model has NaN or infinite weights at epoch {learn.epoch}: no checkpoint written"); return
         value = _monitored(learn, self.monitor) if end and self.monitor else None
         self.seq += 1
-        name = f'ckpt-{self.seq:05d}-epoch{learn.epoch}-step{learn.train_iter}.pt'
-        state = dict(format=_FORMAT, version=1, seq=self.seq, model=learn.model.state_dict(), opt=learn.opt.state_dict(),
-                     callbacks={k: cb.state_dict() for k,cb in _stateful(learn, self)}, **learn.position(end),
+        name = f'ckpt-{self.seq:05d}-epoch{learn.epoch}-step{learn.opt_steps}.pt'
+        state = dict(format=_FORMAT, version=2, seq=self.seq, model=learn.model.state_dict(), opt=learn.opt.state_dict(),
+                     callbacks={k: cb.state_dict() for k,cb in _stateful(learn, self)}, pos=learn.position(end),
                      rng=rng_states(), fit=dict(learn.fit_args), data=_data_sig(learn.dls.train), monitor=self.monitor, value=value)
-        entry = dict(file=name, seq=self.seq, epoch=learn.epoch, end=end, batch=None if end else learn.iter + 1, step=learn.train_iter, value=value)
+        entry = dict(file=name, seq=self.seq, epoch=learn.epoch, end=end, batch=None if end else learn.iter + 1, step=learn.opt_steps, value=value)
         if not self.async_save: return self._write(state, entry)
         self._wait()                  # one write in flight at most
         state = _snapshot(state)      # training goes on changing the model while the copy is written
