@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['WriteError', 'make_dir', 'atomic_write', 'is_main_process', 'compile_problem', 'CompileOrEager', 'param_groups',
-           'group_lrs', 'make_optimizer']
+           'group_lrs', 'make_optimizer', 'set_group_lrs']
 
 # %% ../nbs/00_core.ipynb #6eb7a476
 import contextlib, glob, os, platform, shutil, sys, warnings
@@ -169,4 +169,11 @@ def make_optimizer(opt_func, model, lr, splitter=None):
     lrs = group_lrs(_check_lr(lr), len(groups))
     if len(groups) == 1 and isinstance(groups[0], list): return opt_func(groups[0], lrs[0])
     return opt_func([{**(g if isinstance(g, dict) else dict(params=g)), 'lr': r} for g,r in zip(groups, lrs)], lrs[-1])
+
+def set_group_lrs(opt, model, lr):
+    "Set each param group of `opt`, an optimizer of `model`'s parameters, to its rate from `lr`; its state carries on."
+    own = {id(p) for p in model.parameters()}
+    if not any(id(p) in own for g in opt.param_groups for p in g['params']):
+        raise ValueError("learn.opt holds none of learn.model's parameters (was the model replaced?): fit(..., reset_opt=True) makes a new optimizer")
+    for g,r in zip(opt.param_groups, group_lrs(lr, len(opt.param_groups))): g['lr'] = r
 

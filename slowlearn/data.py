@@ -284,6 +284,7 @@ class VirtualEpochs:
     "A loader whose epoch `e` is batches `e*n`...`e*n+n-1` of `dl` repeated end to end, read as one stream (`dl` needs no length)."
     def __init__(self, dl, n):
         if not _is_int(n) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        if _len(dl) == 0: raise ValueError("virtual epochs (fit's steps_per_epoch) need a loader with batches, got an empty one")
         self.dl,self.n,self.epoch,self.start,self._stream = dl,n,0,0,None
     def __len__(self): return self.n
     def set_epoch(self, epoch, start=0):

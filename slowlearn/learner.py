@@ -9,7 +9,7 @@ import difflib, functools, os
 import torch, torch.nn.functional as F
 from fastcore.basics import ifnone
 from fastcore.foundation import L
-from .core import _is_int, _check_lr, make_optimizer, param_groups, group_lrs
+from .core import _is_int, _check_lr, make_optimizer, set_group_lrs, param_groups, group_lrs
 from .data import (split_batch, batch_format, call_model, ResumableLoader, VirtualEpochs, epoch_loader, _len,
                             default_device, to_device, model_device)
 
@@ -48,14 +48,14 @@ class with_cbs:
         return _f
 
 # %% ../nbs/02_learner.ipynb #fa094eeb
-_events = ['before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss', 'after_backward',
-           'after_step', 'after_batch', 'after_epoch', 'after_fit', 'cleanup_batch', 'cleanup_epoch', 'cleanup_fit']
 _steps = ['predict', 'get_loss', 'backward', 'step', 'zero_grad']
 # the order things happen in a fit; the steps from `backward` to `zero_grad` only in training
 _loop = ['before_fit', 'before_epoch', 'before_batch', 'predict', 'after_predict', 'get_loss', 'after_loss', 'backward',
          'after_backward', 'step', 'after_step', 'zero_grad', 'after_batch', 'cleanup_batch', 'after_epoch', 'cleanup_epoch',
          'after_fit', 'cleanup_fit']
+_events = [nm for nm in _loop if nm not in _steps]
 _train_only = _loop[_loop.index('backward'):_loop.index('zero_grad') + 1]
+
 
 # %% ../nbs/02_learner.ipynb #151a73c4
 class Learner:
@@ -123,7 +123,6 @@ class Learner:
             raise ValueError(f"steps_per_epoch must be None or an integer >= 1, got {steps_per_epoch!r}")
         if resume is not None and not isinstance(resume, (bool, str, os.PathLike)):
             raise TypeError(f"resume must be None, a bool or a checkpoint path, got {type(resume).__name__}")
-        if steps_per_epoch and _len(self.dls.train) == 0: raise ValueError("steps_per_epoch needs a training loader with batches, got an empty one")
         lr,cbs = _check_lr(ifnone(lr, self.lr)),L(cbs)
         self.cbs += cbs
         try:
@@ -136,7 +135,8 @@ class Learner:
             self.fit_args = dict(n_epochs=n_epochs, lr=[lr.start, lr.stop] if isinstance(lr, slice) else lr, train=train, valid=valid, steps_per_epoch=steps_per_epoch)
             self.n_iter = self.n_steps = _len(self._train)
             self.start_epoch = self.start_iter = self.opt_steps = 0
-            self._set_opt(lr, reset_opt)
+            if reset_opt or self.opt is None: self.opt = self.make_opt(lr)
+            else: set_group_lrs(self.opt, self.model, lr)   # the optimizer's state carries on
             self._fit(train, valid)
         finally:
             for cb in cbs: self.cbs.remove(cb)
@@ -146,20 +146,12 @@ class Learner:
         "A new optimizer from `opt_func`, a param group per group of `splitter` (one for the whole model by default), at `lr` (default `self.lr`)."
         return make_optimizer(self.opt_func, self.model, ifnone(lr, self.lr), self.splitter)
 
-    def _set_opt(self, lr, reset):
-        "Make the optimizer if there is none or `reset`, else set the LR of each param group of the one the learner has (its state carries on)."
-        if reset or self.opt is None: self.opt = self.make_opt(lr); return
-        own = {id(p) for p in self.model.parameters()}
-        if not any(id(p) in own for g in self.opt.param_groups for p in g['params']):
-            raise ValueError("learn.opt holds none of learn.model's parameters (was the model replaced?): fit(..., reset_opt=True) makes a new optimizer")
-        for g,r in zip(self.opt.param_groups, group_lrs(lr, len(self.opt.param_groups))): g['lr'] = r
-
     def show_training_loop(self, cbs=None):
         "Print the events and steps of a fit in the order they happen, with the callbacks (plus `cbs`) that run at each."
         hs = _handlers(self.cbs + L(cbs))
         for nm in _loop:
             depth = 0 if nm.endswith('_fit') else 1 if nm.endswith('_epoch') else 2
-            who = ', '.join(_owner(f) for f in hs.get(nm, ())) or (f'Learner.{nm}' if nm in _steps else '-')
+            who = ', '.join(repr(getattr(f, '__self__', f)) for f in hs.get(nm, ())) or (f'Learner.{nm}' if nm in _steps else '-')
             print(f"{'  '*depth}{nm:<{20 - 2*depth}}{who}{'   (training only)' if nm in _train_only else ''}")
 
 
@@ -189,8 +181,6 @@ def _check_contract(cbs):
                              f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
 
 # %% ../nbs/02_learner.ipynb #a64667f8
-def _owner(f): return repr(getattr(f, '__self__', f))
-
 def _calling(fs, learn):
     "A step that calls each callback method in `fs` with `learn` (no list built per batch)."
     def step():
