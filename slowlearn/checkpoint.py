@@ -150,6 +150,10 @@ def _read_index(d):
         warnings.warn(f"{f} is unreadable ({e}); using the checkpoint files found in {d}")
         return sorted((dict(file=p.name, seq=int(m[1])) for p in Path(d).iterdir() if (m := _NAME.fullmatch(p.name))), key=lambda e: e['seq'])
 
+def _all_finite(ts):
+    "Whether every floating-point tensor in `ts` is finite: one sum each (a NaN or inf makes it non-finite), element by element only where a sum overflowed."
+    return all(torch.isfinite(t.sum()) or torch.isfinite(t).all() for t in ts if t.is_floating_point())
+
 def _snapshot(o):
     "A copy of state `o` whose tensors are copied to the CPU, so that training can go on while it is written."
     if isinstance(o, torch.Tensor): return o.detach().to('cpu', copy=True)
@@ -280,7 +284,7 @@ class CheckpointCB(Callback):
 
     def _save(self, learn, end):
         if not is_main_process(): return   # under torchrun rank 0 writes; the others only read when resuming
-        if not all(torch.isfinite(t).all() for t in learn.model.state_dict().values() if t.is_floating_point()):
+        if not _all_finite(learn.model.state_dict().values()):
             warnings.warn(f"the model has NaN or infinite weights at epoch {learn.epoch}: no checkpoint written"); return
         value = _monitored(learn, self.monitor) if end and self.monitor else None
         self.seq += 1
