@@ -154,6 +154,14 @@ def _all_finite(ts):
     "Whether every floating-point tensor in `ts` is finite: one sum each (a NaN or inf makes it non-finite), element by element only where a sum overflowed."
     return all(torch.isfinite(t.sum()) or torch.isfinite(t).all() for t in ts if t.is_floating_point())
 
+def _every_rank(o):
+    "Every rank's `o`, by rank, in a process group of several ranks (a collective: each rank must call it); else None."
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2: return None
+    res = [None]*dist.get_world_size()
+    dist.all_gather_object(res, o)
+    return res
+
 def _snapshot(o):
     "A copy of state `o` whose tensors are copied to the CPU, so that training can go on while it is written."
     if isinstance(o, torch.Tensor): return o.detach().to('cpu', copy=True)
@@ -242,7 +250,8 @@ class CheckpointCB(Callback):
 
     def _restore_cbs(self, learn, ck, path):
         dev = model_device(learn.model)
-        saved = ck['callbacks']
+        saved,ranks = ck['callbacks'],ck.get('rank_callbacks')
+        if ranks and torch.distributed.is_initialized() and len(ranks) == torch.distributed.get_world_size(): saved = ranks[torch.distributed.get_rank()]
         for k,cb in _stateful(learn, self):
             if k in saved: cb.load_state_dict(to_device(saved[k], dev, non_blocking=False))
             else: warnings.warn(f"{path} holds no state for callback {k}: it starts from its initial state")
@@ -283,6 +292,9 @@ class CheckpointCB(Callback):
         if (e := self._error) is not None: self._error = None; raise e
 
     def _save(self, learn, end):
+        cbs = {k: cb.state_dict() for k,cb in _stateful(learn, self)}
+        # under DDP each rank's callbacks sum their own shards until the epoch ends: mid-epoch, rank 0 saves every rank's
+        ranks = None if end else _every_rank(cbs)
         if not is_main_process(): return   # under torchrun rank 0 writes; the others only read when resuming
         if not _all_finite(learn.model.state_dict().values()):
             warnings.warn(f"the model has NaN or infinite weights at epoch {learn.epoch}: no checkpoint written"); return
@@ -290,7 +302,7 @@ class CheckpointCB(Callback):
         self.seq += 1
         name = f'ckpt-{self.seq:05d}-epoch{learn.epoch}-step{learn.opt_steps}.pt'
         state = dict(format=_FORMAT, version=2, seq=self.seq, model=learn.model.state_dict(), opt=learn.opt.state_dict(),
-                     callbacks={k: cb.state_dict() for k,cb in _stateful(learn, self)}, pos=learn.position(end),
+                     callbacks=cbs, rank_callbacks=ranks, pos=learn.position(end),
                      rng=rng_states(), fit=dict(learn.fit_args), data=_data_sig(learn.dls.train), monitor=self.monitor, value=value)
         entry = dict(file=name, seq=self.seq, epoch=learn.epoch, end=end, batch=None if end else learn.iter + 1, step=learn.opt_steps, value=value)
         if not self.async_save: return self._write(state, entry)

@@ -125,12 +125,10 @@ def test_a_distributed_sampler_job_killed_mid_epoch_and_resumed_ends_with_the_sa
     for ref,got in zip(*sampler_runs):
         assert ref['weights'].keys() == got['weights'].keys()
         for k in ref['weights']: assert torch.equal(got['weights'][k], ref['weights'][k]), k
-        assert [(h['epoch'], h['phase']) for h in got['history']] == [(h['epoch'], h['phase']) for h in ref['history']]
 
-@pytest.mark.xfail(strict=True, reason="a checkpoint holds rank 0's callback states only: resumed mid-epoch, every rank "
-                   "restarts MetricsCB from rank 0's partial sums, so that epoch's training record differs")
 def test_a_distributed_sampler_job_killed_mid_epoch_and_resumed_reports_the_same_history(sampler_runs):
-    for ref,got in zip(*sampler_runs): assert got['history'] == ref['history']
+    "Each rank's running sums of the resumed epoch come back from the checkpoint (rank 0 gathered them), so the history is the same."
+    for ref,got in zip(*sampler_runs): assert len(ref['history']) == 6 and got['history'] == ref['history']
 
 @pytest.mark.parametrize('launch', LAUNCHES)
 def test_a_process_group_the_script_started_is_left_to_the_script(tmp_path, one_rank, launch):
