@@ -2,8 +2,10 @@
 `torch.save` of the same model and optimizer state.
 
 The model is `n` Linear(1024, 1024) layers with Adam's state (weights + two moments: ~12.6 MB per layer); the
-default sizes, 1, 9 and 36 layers, are ~12, ~114 and ~458 MB of state. Sides, interleaved (A B C D E A B C D E ...):
+default sizes, 1, 9 and 36 layers, are ~12, ~114 and ~458 MB of state. Sides, interleaved (A B C D E F A B ...):
   torch.save            `torch.save(dict(model=..., opt=...), f)` to a file: no fsync, no hash, nothing else
+  torch.save + fsync    the same, then `fsync`: what making the bytes durable costs, the floor of any save that
+                        survives a crash of the machine (a synchronous checkpoint can't stall less than this)
   hash by re-reading    the previous `save_checkpoint`: atomic write (with fsync), then a second full read for SHA-256
   save_checkpoint       today's: atomic write (with fsync), SHA-256 computed on the bytes as they are written
   CheckpointCB          the stall of `CheckpointCB.after_batch` saving a checkpoint: the state (model, optimizer,
@@ -32,7 +34,7 @@ def make_learner(n_layers):
     for p in model.parameters(): p.grad = torch.randn_like(p)
     learn.opt.step(); learn.opt.zero_grad(set_to_none=True)
     learn._data,learn.resume,learn.history = ResumableLoader(learn.dls.train),None,[]
-    learn.epoch,learn.iter,learn.train_iter,learn.training = 0,0,1,True
+    learn.epoch,learn.iter,learn.opt_steps,learn.training = 0,0,1,True
     learn.fit_args = dict(n_epochs=1, lr=1e-3, train=True, valid=True, steps_per_epoch=None)
     return learn
 
@@ -51,6 +53,9 @@ def main(reps=7, layers=(1, 9, 36), folder=None):
         cbs = {k: CheckpointCB(folder/f'{n}-{k}', every_n_steps=1, keep_last=1, monitor=None, async_save=a) for k,a in (('sync', False), ('async', True))}
         for cb in cbs.values(): cb.before_fit(learn)
         def bare(): torch.save(dict(model=learn.model.state_dict(), opt=learn.opt.state_dict()), folder/f'{n}-bare.pt')
+        def durable():
+            with open(folder/f'{n}-durable.pt', 'wb') as f:
+                torch.save(dict(model=learn.model.state_dict(), opt=learn.opt.state_dict()), f); f.flush(); os.fsync(f.fileno())
         def reread():
             atomic_write(folder/f'{n}-reread.pt', lambda f: torch.save(dict(model=learn.model.state_dict(), opt=learn.opt.state_dict()), f))
             _sha256(folder/f'{n}-reread.pt')
@@ -58,7 +63,7 @@ def main(reps=7, layers=(1, 9, 36), folder=None):
         def ckpt(k):
             def f(): cbs[k]._stepped = True; cbs[k].after_batch(learn)
             return f
-        sides = {'torch.save': bare, 'hash by re-reading': reread, 'save_checkpoint': hashed, 'CheckpointCB': ckpt('sync'), 'CheckpointCB async': ckpt('async')}
+        sides = {'torch.save': bare, 'torch.save + fsync': durable, 'hash by re-reading': reread, 'save_checkpoint': hashed, 'CheckpointCB': ckpt('sync'), 'CheckpointCB async': ckpt('async')}
         times = {k: [] for k in sides}
         for r in range(reps + 1):       # the first round warms the files and caches and is not counted
             for k, f in sides.items():

@@ -139,7 +139,7 @@ def _data_sig(dl):
 
 _NAME = re.compile(r'ckpt-(\d+)-epoch\d+-step\d+\.pt')
 _TMP = re.compile(r'\.(ckpt-\d+-epoch\d+-step\d+\.pt|index\.json)\.\d+\.tmp')   # left by a writer that was killed
-_need = ['seq', 'model', 'opt', 'callbacks', 'epoch', 'iter', 'train_iter', 'rng', 'history', 'fit']
+_need = ['seq', 'model', 'opt', 'callbacks', 'pos', 'rng', 'fit']
 
 def _read_index(d):
     "The checkpoint entries recorded in `d/index.json`, oldest first; from the file names (with a warning) if the index is unreadable."
@@ -149,6 +149,18 @@ def _read_index(d):
     except (OSError, ValueError, KeyError, TypeError) as e:
         warnings.warn(f"{f} is unreadable ({e}); using the checkpoint files found in {d}")
         return sorted((dict(file=p.name, seq=int(m[1])) for p in Path(d).iterdir() if (m := _NAME.fullmatch(p.name))), key=lambda e: e['seq'])
+
+def _all_finite(ts):
+    "Whether every floating-point tensor in `ts` is finite: one sum each (a NaN or inf makes it non-finite), element by element only where a sum overflowed."
+    return all(torch.isfinite(t.sum()) or torch.isfinite(t).all() for t in ts if t.is_floating_point())
+
+def _every_rank(o):
+    "Every rank's `o`, by rank, in a process group of several ranks (a collective: each rank must call it); else None."
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2: return None
+    res = [None]*dist.get_world_size()
+    dist.all_gather_object(res, o)
+    return res
 
 def _snapshot(o):
     "A copy of state `o` whose tensors are copied to the CPU, so that training can go on while it is written."
@@ -229,16 +241,17 @@ class CheckpointCB(Callback):
             warnings.warn(f"resuming {path} with another training loader ({ck['data']} then, {now} now): the data order will differ")
         load_model_state(learn.model, ck['model'], path)
         learn.opt.load_state_dict(ck['opt'])
-        learn.seek(ck)
-        self.resumed = dict(path=str(path), epoch=ck['epoch'], iter=ck['iter'], step=ck['train_iter'])
+        learn.seek(pos := ck['pos'])
+        self.resumed = dict(path=str(path), epoch=pos['epoch'], iter=pos['iter'], step=pos['opt_steps'])
         # callbacks and RNGs go back to the point they were saved at: now for an epoch boundary, else once
         # the resumed epoch has begun (its `before_epoch` resets per-epoch state such as MetricsCB's sums)
-        if ck['iter']: self._pending = ck
+        if pos['iter']: self._pending = ck
         else: self._restore_cbs(learn, ck, path)
 
     def _restore_cbs(self, learn, ck, path):
         dev = model_device(learn.model)
-        saved = ck['callbacks']
+        saved,ranks = ck['callbacks'],ck.get('rank_callbacks')
+        if ranks and torch.distributed.is_initialized() and len(ranks) == torch.distributed.get_world_size(): saved = ranks[torch.distributed.get_rank()]
         for k,cb in _stateful(learn, self):
             if k in saved: cb.load_state_dict(to_device(saved[k], dev, non_blocking=False))
             else: warnings.warn(f"{path} holds no state for callback {k}: it starts from its initial state")
@@ -256,7 +269,7 @@ class CheckpointCB(Callback):
         self._check()
         if not self._stepped: return
         self._stepped = False
-        if self.every_n_steps and learn.train_iter % self.every_n_steps == 0: self._save(learn, end=False)
+        if self.every_n_steps and learn.opt_steps % self.every_n_steps == 0: self._save(learn, end=False)
 
     def after_epoch(self, learn):
         self._check()
@@ -279,16 +292,19 @@ class CheckpointCB(Callback):
         if (e := self._error) is not None: self._error = None; raise e
 
     def _save(self, learn, end):
+        cbs = {k: cb.state_dict() for k,cb in _stateful(learn, self)}
+        # under DDP each rank's callbacks sum their own shards until the epoch ends: mid-epoch, rank 0 saves every rank's
+        ranks = None if end else _every_rank(cbs)
         if not is_main_process(): return   # under torchrun rank 0 writes; the others only read when resuming
-        if not all(torch.isfinite(t).all() for t in learn.model.state_dict().values() if t.is_floating_point()):
+        if not _all_finite(learn.model.state_dict().values()):
             warnings.warn(f"the model has NaN or infinite weights at epoch {learn.epoch}: no checkpoint written"); return
         value = _monitored(learn, self.monitor) if end and self.monitor else None
         self.seq += 1
-        name = f'ckpt-{self.seq:05d}-epoch{learn.epoch}-step{learn.train_iter}.pt'
-        state = dict(format=_FORMAT, version=1, seq=self.seq, model=learn.model.state_dict(), opt=learn.opt.state_dict(),
-                     callbacks={k: cb.state_dict() for k,cb in _stateful(learn, self)}, **learn.position(end),
+        name = f'ckpt-{self.seq:05d}-epoch{learn.epoch}-step{learn.opt_steps}.pt'
+        state = dict(format=_FORMAT, version=2, seq=self.seq, model=learn.model.state_dict(), opt=learn.opt.state_dict(),
+                     callbacks=cbs, rank_callbacks=ranks, pos=learn.position(end),
                      rng=rng_states(), fit=dict(learn.fit_args), data=_data_sig(learn.dls.train), monitor=self.monitor, value=value)
-        entry = dict(file=name, seq=self.seq, epoch=learn.epoch, end=end, batch=None if end else learn.iter + 1, step=learn.train_iter, value=value)
+        entry = dict(file=name, seq=self.seq, epoch=learn.epoch, end=end, batch=None if end else learn.iter + 1, step=learn.opt_steps, value=value)
         if not self.async_save: return self._write(state, entry)
         self._wait()                  # one write in flight at most
         state = _snapshot(state)      # training goes on changing the model while the copy is written

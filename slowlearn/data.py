@@ -4,7 +4,7 @@
 __all__ = ['FMNIST_FILES', 'FMNIST_MIRRORS', 'FMNIST_CLASSES', 'read_idx', 'fmnist_cache_dir', 'download_fashion_mnist',
            'fmnist_folder', 'load_fashion_mnist', 'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist',
            'holdout_split', 'ResumableLoader', 'VirtualEpochs', 'epoch_loader', 'find_bs', 'split_batch',
-           'batch_format', 'call_model', 'map_input', 'map_tensors']
+           'batch_format', 'call_model', 'map_input', 'map_tensors', 'default_device', 'to_device', 'model_device']
 
 # %% ../nbs/01_data.ipynb #18c28f6b
 import dataclasses, gzip, hashlib, http.client, os, random, urllib.request, warnings, zlib
@@ -284,6 +284,7 @@ class VirtualEpochs:
     "A loader whose epoch `e` is batches `e*n`...`e*n+n-1` of `dl` repeated end to end, read as one stream (`dl` needs no length)."
     def __init__(self, dl, n):
         _check_int('n', n, 1)
+        if _len(dl) == 0: raise ValueError("virtual epochs (fit's steps_per_epoch) need a loader with batches, got an empty one")
         self.dl,self.n,self.epoch,self.start,self._stream = dl,n,0,0,None
     def __len__(self): return self.n
     def set_epoch(self, epoch, start=0):
@@ -385,3 +386,24 @@ def map_tensors(f, b):
     if isinstance(b, Mapping): return {k: map_tensors(f, v) for k,v in b.items()}
     if isinstance(b, (list, tuple)): return type(b)(map_tensors(f, o) for o in b)
     return b
+
+# %% ../nbs/01_data.ipynb #b447e2ad
+def default_device():
+    "CUDA when available, else Apple's MPS when available, else CPU."
+    if torch.cuda.is_available(): return torch.device('cuda')
+    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
+    return torch.device('cpu')
+
+def to_device(x, device, non_blocking=True):
+    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`; `non_blocking=False` for a state read at once on the CPU."
+    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=non_blocking)
+    if isinstance(x, dict): return type(x)((k, to_device(v, device, non_blocking)) for k,v in x.items())
+    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device, non_blocking) for o in x)
+    return x
+
+def model_device(model):
+    "The device of `model`'s first parameter (or buffer); the CPU if it has none."
+    t = next(model.parameters(), None)
+    if t is None: t = next(model.buffers(), None)
+    return torch.device('cpu') if t is None else t.device
+

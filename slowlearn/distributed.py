@@ -7,6 +7,7 @@ __all__ = ['shard_bounds', 'DDPCB']
 import atexit, contextlib, datetime, os, sys
 import torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from torcheval.metrics.toolkit import get_synced_metric
 from .learner import Callback
 from .metrics import MetricsCB
@@ -40,7 +41,7 @@ class DDPCB(Callback):
     inference = True                # get_preds shards batches too, and puts the results back with `gather_shards`
     def __init__(self, backend=None, **ddp_kwargs):
         if backend not in (None, 'gloo', 'nccl'): raise ValueError(f"backend must be None, 'gloo' or 'nccl', got {backend!r}")
-        self.backend,self.ddp_kwargs,self.ddp = backend,ddp_kwargs,None
+        self.backend,self.ddp_kwargs,self.ddp,self.sampled = backend,ddp_kwargs,None,False
 
     def before_fit(self, learn):
         self.ddp = None
@@ -63,11 +64,15 @@ class DDPCB(Callback):
         if self.rank: self._quiet.enter_context(contextlib.redirect_stdout(self._quiet.enter_context(open(os.devnull, 'w'))))
 
     def before_epoch(self, learn):
-        if self.ddp: dist.barrier()
+        if not self.ddp: return
+        dist.barrier()
+        # a loader with a DistributedSampler already gives each rank its own samples, as many on every rank
+        self.sampled = isinstance(getattr(learn.dls.train if learn.training else learn.dls.valid, 'sampler', None), DistributedSampler)
 
     def before_batch(self, learn):
         if not self.ddp: return
         self.n = find_bs(learn.batch)
+        if self.sampled: self.n_local,self.n = self.n,self.n*self.world; return
         lo,hi = shard_bounds(self.n, self.rank, self.world)
         learn.batch = map_tensors(lambda t: t[lo:hi], learn.batch)
         self.n_local = hi - lo

@@ -2,27 +2,24 @@
 
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback', 'with_cbs',
-           'Learner', 'param_groups', 'group_lrs', 'default_device', 'to_device', 'model_device', 'DeviceCB']
+           'Learner', 'DeviceCB']
 
 # %% ../nbs/02_learner.ipynb #0f3c1d54
 import difflib, functools, os
 import torch, torch.nn.functional as F
-from torch import nn
-from fastcore.basics import store_attr, ifnone
+from fastcore.basics import ifnone
 from fastcore.foundation import L
-from .core import _check_int, ORDER, show_orders
-from .data import split_batch, batch_format, call_model, ResumableLoader, VirtualEpochs, epoch_loader, _len
+from .core import _check_int, _check_lr, ORDER, show_orders, make_optimizer, set_group_lrs, param_groups, group_lrs
+from .data import (split_batch, batch_format, call_model, ResumableLoader, VirtualEpochs, epoch_loader, _len,
+                            default_device, to_device, model_device)
 
 
 # %% ../nbs/02_learner.ipynb #372d50f8
-class CancelFitException(Exception):
-    "Raise in a callback to end the fit cleanly (`after_fit` is skipped, `cleanup_fit` still runs)."
-class CancelEpochException(Exception):
-    "Raise in a callback to skip the rest of the current epoch."
-class CancelBatchException(Exception):
-    "Raise in a callback to skip the rest of the current batch."
-class CancelStepException(Exception):
-    "Raise in `after_backward` (or a `step`) to skip this batch's optimizer step, `after_step` and `zero_grad`."
+class CancelFitException(Exception): "Raise in a callback to end the fit cleanly (`after_fit` is skipped, `cleanup_fit` still runs)."
+class CancelEpochException(Exception): "Raise in a callback to skip the rest of the current epoch."
+class CancelBatchException(Exception): "Raise in a callback to skip the rest of the current batch."
+class CancelStepException(Exception): "Raise in `after_backward` (or a `step`) to skip this batch's optimizer step, `after_step` and `zero_grad`."
+
 
 # %% ../nbs/02_learner.ipynb #f42d5837
 class Callback:
@@ -51,14 +48,14 @@ class with_cbs:
         return _f
 
 # %% ../nbs/02_learner.ipynb #fa094eeb
-_events = ['before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss', 'after_backward',
-           'after_step', 'after_batch', 'after_epoch', 'after_fit', 'cleanup_batch', 'cleanup_epoch', 'cleanup_fit']
 _steps = ['predict', 'get_loss', 'backward', 'step', 'zero_grad']
 # the order things happen in a fit; the steps from `backward` to `zero_grad` only in training
 _loop = ['before_fit', 'before_epoch', 'before_batch', 'predict', 'after_predict', 'get_loss', 'after_loss', 'backward',
          'after_backward', 'step', 'after_step', 'zero_grad', 'after_batch', 'cleanup_batch', 'after_epoch', 'cleanup_epoch',
          'after_fit', 'cleanup_fit']
+_events = [nm for nm in _loop if nm not in _steps]
 _train_only = _loop[_loop.index('backward'):_loop.index('zero_grad') + 1]
+
 
 # %% ../nbs/02_learner.ipynb #151a73c4
 class Learner:
@@ -78,9 +75,7 @@ class Learner:
     def _dispatch(self):
         self._handlers = _handlers(self.cbs)
         # a callback defining a step replaces the learner's own; keep the default otherwise
-        for s in _steps:
-            fs = self._handlers.get(s)
-            setattr(self, f'_{s}', _calling(fs, self) if fs else getattr(self, s))
+        for s in _steps: setattr(self, f'_{s}', _calling(fs, self) if (fs := self._handlers.get(s)) else getattr(self, s))
 
     xb = property(lambda self: split_batch(self.batch, *batch_format(self.dls))[0], doc="This batch's model inputs, a tuple or a dict (see `split_batch`).")
     yb = property(lambda self: split_batch(self.batch, *batch_format(self.dls))[1], doc="This batch's targets, a tuple (see `split_batch`).")
@@ -98,7 +93,7 @@ class Learner:
             self._backward()
             try:
                 self.callback('after_backward')
-                self._step(); self.train_iter += 1; self.callback('after_step')
+                self._step(); self.opt_steps += 1; self.callback('after_step')
                 self._zero_grad()
             except CancelStepException: pass
 
@@ -117,7 +112,7 @@ class Learner:
     @with_cbs('fit')
     def _fit(self, train, valid):
         for self.epoch in self.epochs:
-            if self.epoch < self.start_epoch: continue   # done before the checkpoint we resumed from
+            if self.epoch < self.start_epoch: continue   # done before the position `seek` went to
             if train: self.one_epoch(True)
             if valid: self.one_epoch(False)
 
@@ -127,9 +122,7 @@ class Learner:
         _check_int('steps_per_epoch', steps_per_epoch, 1, none=True)
         if resume is not None and not isinstance(resume, (bool, str, os.PathLike)):
             raise TypeError(f"resume must be None, a bool or a checkpoint path, got {type(resume).__name__}")
-        if steps_per_epoch and _len(self.dls.train) == 0: raise ValueError("steps_per_epoch needs a training loader with batches, got an empty one")
-        lr = _check_lr(ifnone(lr, self.lr))
-        cbs = L(cbs)
+        lr,cbs = _check_lr(ifnone(lr, self.lr)),L(cbs)
         self.cbs += cbs
         try:
             if resume not in (None, False) and not any(getattr(cb, 'can_resume', False) for cb in self.cbs):
@@ -137,41 +130,20 @@ class Learner:
             self._dispatch()
             self._data = ResumableLoader(self.dls.train)   # the data module reads a loader from any position
             self._train = VirtualEpochs(self._data, steps_per_epoch) if steps_per_epoch else self._data
-            n_iter = _len(self._train)
-            self.n_epochs,self.epochs,self.history = n_epochs,range(n_epochs),[]
+            self.n_epochs,self.epochs,self.history,self.resume = n_epochs,range(n_epochs),[],resume
             self.fit_args = dict(n_epochs=n_epochs, lr=[lr.start, lr.stop] if isinstance(lr, slice) else lr, train=train, valid=valid, steps_per_epoch=steps_per_epoch)
-            self.resume,self.steps_per_epoch,self.n_iter,self.n_steps = resume,steps_per_epoch,n_iter,n_iter
-            self.start_epoch = self.start_iter = self.train_iter = 0
-            self._set_opt(lr, reset_opt)
+            self.n_iter = self.n_steps = _len(self._train)
+            self.start_epoch = self.start_iter = self.opt_steps = 0
+            if reset_opt or self.opt is None: self.opt = self.make_opt(lr)
+            else: set_group_lrs(self.opt, self.model, lr)   # the optimizer's state carries on
             self._fit(train, valid)
         finally:
             for cb in cbs: self.cbs.remove(cb)
             self._handlers,self._train,self._data = {},None,None   # a virtual epoch's stream may hold loader workers
 
-    def position(self, end=False):
-        "Where the fit is after this batch, or after this epoch with `end`: epoch, batch, optimizer steps, history and the loader's state."
-        return dict(epoch=self.epoch + end, iter=0 if end else self.iter + 1, train_iter=self.train_iter,
-                    history=list(self.history), loader=self._data.state_dict())
-
-    def seek(self, pos):
-        "Make this fit go on from `pos`, a `position()` saved by an earlier fit (the epochs before it are skipped)."
-        self.start_epoch,self.start_iter,self.train_iter,self.history = pos['epoch'],pos['iter'],pos['train_iter'],list(pos['history'])
-        if pos.get('loader') is not None: self._data.load_state_dict(pos['loader'])
-
     def make_opt(self, lr=None):
-        "A new optimizer from `opt_func`, with a param group per group of `splitter` (one for the whole model by default) at its rate from `lr`."
-        groups = param_groups(self.model, self.splitter)
-        lrs = group_lrs(_check_lr(ifnone(lr, self.lr)), len(groups))
-        if len(groups) == 1 and isinstance(groups[0], list): return self.opt_func(groups[0], lrs[0])
-        return self.opt_func([{**(g if isinstance(g, dict) else dict(params=g)), 'lr': r} for g,r in zip(groups, lrs)], lrs[-1])
-
-    def _set_opt(self, lr, reset):
-        "Make the optimizer if there is none or `reset`, else set the LR of each param group of the one the learner has (its state carries on)."
-        if reset or self.opt is None: self.opt = self.make_opt(lr); return
-        own = {id(p) for p in self.model.parameters()}
-        if not any(id(p) in own for g in self.opt.param_groups for p in g['params']):
-            raise ValueError("learn.opt holds none of learn.model's parameters (was the model replaced?): fit(..., reset_opt=True) makes a new optimizer")
-        for g,r in zip(self.opt.param_groups, group_lrs(lr, len(self.opt.param_groups))): g['lr'] = r
+        "A new optimizer from `opt_func`, a param group per group of `splitter` (one for the whole model by default), at `lr` (default `self.lr`)."
+        return make_optimizer(self.opt_func, self.model, ifnone(lr, self.lr), self.splitter)
 
     def show_training_loop(self, cbs=None, orders=False):
         "Print the events and steps of a fit in the order they happen, with the callbacks (plus `cbs`) that run at each; `orders`: first the `ORDER` table."
@@ -179,8 +151,9 @@ class Learner:
         hs = _handlers(self.cbs + L(cbs))
         for nm in _loop:
             depth = 0 if nm.endswith('_fit') else 1 if nm.endswith('_epoch') else 2
-            who = ', '.join(_owner(f) for f in hs.get(nm, ())) or (f'Learner.{nm}' if nm in _steps else '-')
+            who = ', '.join(repr(getattr(f, '__self__', f)) for f in hs.get(nm, ())) or (f'Learner.{nm}' if nm in _steps else '-')
             print(f"{'  '*depth}{nm:<{20 - 2*depth}}{who}{'   (training only)' if nm in _train_only else ''}")
+
 
 # %% ../nbs/02_learner.ipynb #e501dd73
 def _handlers(cbs):
@@ -208,72 +181,14 @@ def _check_contract(cbs):
                              f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
 
 # %% ../nbs/02_learner.ipynb #a64667f8
-def _owner(f): return repr(getattr(f, '__self__', f))
-
 def _calling(fs, learn):
     "A step that calls each callback method in `fs` with `learn` (no list built per batch)."
     def step():
         for f in fs: f(learn)
     return step
 
-def _check_lr(lr):
-    "`lr` if it is a number >= 0, a `slice(lo, hi)` or `slice(hi)` of such, or a non-empty list of them (one per param group)."
-    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-    if isinstance(lr, slice): good = lr.step is None and ok(lr.stop) and (lr.start is None or ok(lr.start) and lr.start > 0)
-    elif isinstance(lr, (list, tuple)): good = len(lr) > 0 and all(map(ok, lr))
-    else: good = ok(lr)
-    if not good:
-        raise ValueError(f"lr must be a number >= 0, a slice(lo, hi) with lo > 0, a slice(hi) or a list of them (one per param group), got {lr!r}")
-    return lr
-
-# %% ../nbs/02_learner.ipynb #0c639ea2
-def param_groups(model, splitter=None):
-    "`splitter(model)` (default: all of `model`'s parameters in one group) as a list of groups, checked to hold each parameter of `model` once."
-    if splitter is None: return [list(model.parameters())]
-    groups = [g if isinstance(g, dict) else list(g) for g in splitter(model)]
-    if not groups: raise ValueError("splitter returned no parameter groups")
-    names,seen = {id(p): n for n,p in model.named_parameters()},{}
-    for i,g in enumerate(groups):
-        for p in (g['params'] if isinstance(g, dict) else g):
-            if id(p) not in names: raise ValueError(f"splitter's group {i} holds a parameter of shape {tuple(p.shape)} that is not in the model")
-            if id(p) in seen: raise ValueError(f"splitter puts parameter {names[id(p)]!r} in groups {seen[id(p)]} and {i}: each must be in one group")
-            seen[id(p)] = i
-    if missed := [n for i,n in names.items() if i not in seen]:
-        raise ValueError(f"splitter leaves out {len(missed)} parameter(s) of the model, e.g. {missed[:3]}: every parameter must be in a group")
-    return groups
-
-def group_lrs(lr, n):
-    "One learning rate per param group of `n`: a number for all, `slice(lo, hi)` geometric from `lo` to `hi`, `slice(hi)` `hi/10` but the last, a list as it is."
-    if isinstance(lr, (list, tuple)):
-        if len(lr) != n: raise ValueError(f"lr has {len(lr)} learning rates but there are {n} parameter groups (see Learner's splitter)")
-        return list(lr)
-    if not isinstance(lr, slice): return [lr]*n
-    if lr.start is None: return [lr.stop/10]*(n - 1) + [lr.stop]
-    if n == 1:
-        if lr.start != lr.stop: raise ValueError(f"lr={lr!r} spreads rates over parameter groups, but there is only one: pass Learner(..., splitter=...) or a number")
-        return [lr.stop]
-    return [lr.start*(lr.stop/lr.start)**(i/(n - 1)) for i in range(n - 1)] + [lr.stop]
 
 # %% ../nbs/02_learner.ipynb #c91cc2ec
-def default_device():
-    "CUDA when available, else Apple's MPS when available, else CPU."
-    if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
-    return torch.device('cpu')
-
-def to_device(x, device, non_blocking=True):
-    "Move a tensor, or a (nested) tuple/list/dict of tensors, to `device`; `non_blocking=False` for a state read at once on the CPU."
-    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=non_blocking)
-    if isinstance(x, dict): return type(x)((k, to_device(v, device, non_blocking)) for k,v in x.items())
-    if isinstance(x, (list, tuple)): return type(x)(to_device(o, device, non_blocking) for o in x)
-    return x
-
-def model_device(model):
-    "The device of `model`'s first parameter (or buffer); the CPU if it has none."
-    t = next(model.parameters(), None)
-    if t is None: t = next(model.buffers(), None)
-    return torch.device('cpu') if t is None else t.device
-
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
     order,inference = ORDER.device,True   # `inference`: get_preds (lesson 03a) runs it too

@@ -6,7 +6,10 @@ __all__ = ['set_seed', 'rng_states', 'set_rng_states', 'LoadAtFitMixin']
 # %% ../nbs/02a_resume.ipynb #5ff845e4
 import os, random, warnings
 import numpy as np, torch
+from fastcore.basics import patch
 from .core import _check_int
+from .learner import Learner
+
 
 # %% ../nbs/02a_resume.ipynb #975d7bbc
 def set_seed(seed, deterministic=None):
@@ -53,3 +56,19 @@ class LoadAtFitMixin:
         if self._pending is not None: self._load(self._pending)
         self._pending,self._in_fit = None,True
     def cleanup_fit(self, learn): self._in_fit = False
+
+# %% ../nbs/02a_resume.ipynb #da019ff2
+@patch
+def position(self:Learner, end=False):
+    "Where the fit is, after this batch or with `end` after this epoch: `epoch`, next batch `iter`, `opt_steps`, `history`, the loader's state."
+    return dict(epoch=self.epoch + end, iter=0 if end else self.iter + 1, opt_steps=self.opt_steps,
+                history=list(self.history), loader=self._data.state_dict())
+
+@patch
+def seek(self:Learner, pos):
+    "Make this fit go on from `pos`, a `position()` saved by an earlier fit (the epochs before it are skipped)."
+    self.start_epoch,self.start_iter,self.opt_steps,self.history = pos['epoch'],pos['iter'],pos['opt_steps'],list(pos['history'])
+    if pos.get('loader') is not None: self._data.load_state_dict(pos['loader'])
+
+Learner.train_iter = property(lambda self: self.opt_steps, doc="`opt_steps` by its former name (in fastai `train_iter` counts batches).")
+

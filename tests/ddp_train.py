@@ -1,5 +1,5 @@
 """The training runs `test_distributed.py` compares: run in-process as the 1-process reference, or as a script under
-`torchrun --nproc_per_node 2 tests/ddp_train.py OUT [cases|kill|resume|user_group]`, where each rank saves what it
+`torchrun --nproc_per_node 2 tests/ddp_train.py OUT [cases|kill|resume|user_group|sampler_ref|sampler_kill|sampler_resume]`, where each rank saves what it
 ended with, and, as the very last thing before it exits, whether a process group was still up."""
 import atexit, io, json, os, signal, sys
 from contextlib import redirect_stdout
@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
 import torch.distributed as dist
+from torch.utils.data import DataLoader, TensorDataset, DistributedSampler
 from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB, ProgressCB
 from slowlearn.data import DataLoaders
@@ -45,6 +46,28 @@ def fit_with_checkpoints(ckpt_dir, kill_at=None, resume=None, ddp=True):
     cbs = [ckpt] + ([KillCB(kill_at)] if kill_at is not None else [])
     return fit(*CASES['uneven'], epochs=4, ddp=ddp, cbs=cbs, resume=resume)
 
+class KillAfterStep(Callback):
+    "SIGKILL rank 0 right after optimizer step `step`, once the callbacks before it (a checkpoint) are done."
+    order = 200
+    def __init__(self, step): self.step = step
+    def after_batch(self, learn):
+        if learn.training and learn.opt_steps == self.step and os.environ.get('RANK') == '0': os.kill(os.getpid(), signal.SIGKILL)
+
+def fit_sampled(ckpt_dir, kill_after=None, resume=None):
+    "Each rank reads its `DistributedSampler` share of a shuffled `DataLoader` (5 batches an epoch), 3 epochs, a checkpoint every 2 steps."
+    g = torch.Generator().manual_seed(0)
+    x,y = torch.randn(96, 6, generator=g),torch.randint(0, 3, (96,), generator=g)
+    ds = TensorDataset(x[:80], y[:80])
+    # the sampler is built before DDPCB starts the process group, as a script does: rank and world from torchrun's env
+    sampler = DistributedSampler(ds, num_replicas=int(os.environ['WORLD_SIZE']), rank=int(os.environ['RANK']), shuffle=True, seed=3)
+    dls = DataLoaders(DataLoader(ds, batch_size=8, sampler=sampler), DataLoader(TensorDataset(x[80:], y[80:]), batch_size=8))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    cbs = [MetricsCB(MulticlassAccuracy()), DDPCB(), CheckpointCB(ckpt_dir, every_n_steps=2)] + ([KillAfterStep(kill_after)] if kill_after else [])
+    learn = Learner(model, dls, lr=0.1, opt_func=lambda ps, lr: torch.optim.SGD(ps, lr, momentum=0.9), cbs=cbs)
+    learn.fit(3, resume=resume)
+    return learn
+
 def save(learn, fname, printed=''):
     torch.save(dict(weights=learn.model.state_dict(), history=learn.history, printed=printed,
                     plain_model=not isinstance(learn.model, nn.parallel.DistributedDataParallel)), fname)
@@ -65,6 +88,9 @@ if __name__ == '__main__':
             save(learn, out/f'{name}_rank{rank}.pt', buf.getvalue())
     elif mode == 'kill': fit_with_checkpoints(out/'ckpt', kill_at=2)
     elif mode == 'resume': save(fit_with_checkpoints(out/'ckpt', resume=True), out/f'resumed_rank{rank}.pt')
+    elif mode == 'sampler_ref': save(fit_sampled(out/'ref_ckpt'), out/f'sampler_ref_rank{rank}.pt')
+    elif mode == 'sampler_kill': fit_sampled(out/'ckpt', kill_after=int(sys.argv[3]))
+    elif mode == 'sampler_resume': save(fit_sampled(out/'ckpt', resume=True), out/f'sampler_resumed_rank{rank}.pt')
     elif mode == 'user_group':
         with redirect_stdout(io.StringIO()): learn = fit(*CASES['uneven'])
         save(learn, out/f'user_group_rank{rank}.pt')

@@ -18,12 +18,13 @@ def test_checkpoint_holds_the_full_state(tmp_path):
     learn = make_learn([OneCycle(), ck := CheckpointCB(tmp_path, every_n_steps=7)])
     learn.fit(2)
     first = load_checkpoint(tmp_path/ck.checkpoints[0]['file'])
-    assert {'model', 'opt', 'callbacks', 'epoch', 'iter', 'train_iter', 'rng', 'history', 'fit', 'data'} <= set(first)
-    assert (first['epoch'], first['iter'], first['train_iter']) == (1, 4, 14)     # 10 batches an epoch: after step 14
+    assert {'model', 'opt', 'callbacks', 'pos', 'rng', 'fit', 'data'} <= set(first)
+    assert {'epoch', 'iter', 'opt_steps', 'history', 'loader'} <= set(first['pos'])
+    assert (first['pos']['epoch'], first['pos']['iter'], first['pos']['opt_steps']) == (1, 4, 14)     # 10 batches an epoch: after step 14
     assert set(first['rng']) >= {'torch', 'numpy', 'python'} and set(first['callbacks']) == {'MetricsCB', 'OneCycle'}
     assert first['fit'] == dict(n_epochs=2, lr=0.05, train=True, valid=True, steps_per_epoch=None)
     assert first['data']['seed'] == 3 and first['data']['shuffle'] is True
-    assert [(r['epoch'], r['phase']) for r in first['history']] == [(0, 'train'), (0, 'valid')]
+    assert [(r['epoch'], r['phase']) for r in first['pos']['history']] == [(0, 'train'), (0, 'valid')]
     assert first['callbacks']['OneCycle']['last_epoch'] == 14 and first['callbacks']['MetricsCB']['n'] == 4 * 16
 
 def test_only_the_main_process_writes_checkpoints(tmp_path, monkeypatch):
@@ -119,7 +120,7 @@ def test_async_save_writes_the_same_checkpoints_and_resumes_exactly(tmp_path):
     assert len(names) == 2*10//3 + 2 and names == sorted(p.name for p in (tmp_path/'async').glob('ckpt-*'))
     for n in names:
         a, b = (load_checkpoint(tmp_path/d/n) for d in ('sync', 'async'))
-        assert all(torch.equal(a['model'][k], b['model'][k]) for k in a['model']) and a['history'] == b['history']
+        assert all(torch.equal(a['model'][k], b['model'][k]) for k in a['model']) and a['pos']['history'] == b['pos']['history']
         assert all(torch.equal(a['opt']['state'][i]['exp_avg'], b['opt']['state'][i]['exp_avg']) for i in a['opt']['state'])
     ref = make_learn([OneCycle()]); ref.fit(3)
     learn, ck = crash_then_resume(tmp_path/'crash', 14, every_n_steps=4, async_save=True)

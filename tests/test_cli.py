@@ -191,7 +191,7 @@ def test_overfit_batches_with_a_config_trains_on_those_batches_only(user_module,
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path/'run'/'config.json').read_text())['overfit_batches'] == 2
     ck = torch.load(sorted((tmp_path/'run'/'checkpoints').glob('ckpt-*.pt'))[-1], weights_only=True)
-    assert ck['train_iter'] == 4                                   # 2 epochs x 2 batches
+    assert ck['pos']['opt_steps'] == 4                                   # 2 epochs x 2 batches
 
 def test_wandb_offline_logs_the_cli_run_with_its_config(user_module, tmp_path):
     pytest.importorskip('wandb')

@@ -109,6 +109,27 @@ def test_a_torchrun_job_killed_and_resumed_ends_like_one_uninterrupted_process(t
         for a,b in zip(got['history'], ref.history):
             assert a['loss'] == pytest.approx(b['loss'], abs=1e-5) and a['accuracy'] == pytest.approx(b['accuracy'], abs=1e-5)
 
+@pytest.fixture(scope='module', params=[7, 10])   # after step 7: mid-epoch 1 (resumed from step 6, batch 2 of 5); 10: its last batch
+def sampler_runs(request, tmp_path_factory):
+    "Each rank reads its DistributedSampler share: the uninterrupted job, and one killed after step `kill_after` then resumed."
+    out,kill_after = tmp_path_factory.mktemp('sampler'),request.param
+    assert_clean_exit(torchrun(HERE/'ddp_train.py', out, 'sampler_ref'), out, 'sampler_ref')
+    res = torchrun(HERE/'ddp_train.py', out, 'sampler_kill', kill_after)
+    assert res.returncode != 0                                            # rank 0 was SIGKILLed
+    steps = [e['step'] for e in json.loads((out/'ckpt'/'index.json').read_text())['checkpoints']]
+    assert max(steps) == kill_after - kill_after % 2                     # the last checkpoint before the kill
+    assert_clean_exit(torchrun(HERE/'ddp_train.py', out, 'sampler_resume'), out, 'sampler_resume')
+    return [[torch.load(out/f'{n}_rank{r}.pt', weights_only=False) for r in range(2)] for n in ('sampler_ref', 'sampler_resumed')]
+
+def test_a_distributed_sampler_job_killed_mid_epoch_and_resumed_ends_with_the_same_weights(sampler_runs):
+    for ref,got in zip(*sampler_runs):
+        assert ref['weights'].keys() == got['weights'].keys()
+        for k in ref['weights']: assert torch.equal(got['weights'][k], ref['weights'][k]), k
+
+def test_a_distributed_sampler_job_killed_mid_epoch_and_resumed_reports_the_same_history(sampler_runs):
+    "Each rank's running sums of the resumed epoch come back from the checkpoint (rank 0 gathered them), so the history is the same."
+    for ref,got in zip(*sampler_runs): assert len(ref['history']) == 6 and got['history'] == ref['history']
+
 @pytest.mark.parametrize('launch', LAUNCHES)
 def test_a_process_group_the_script_started_is_left_to_the_script(tmp_path, one_rank, launch):
     res = torchrun(HERE/'ddp_train.py', tmp_path, 'user_group', launch=launch)
