@@ -41,6 +41,10 @@ def _check_choice(name, v, choices):
     "Raise `ValueError` unless `v` is one of `choices` (e.g. `mode` in `('min', 'max')`)."
     if v not in choices: raise ValueError(f"{name} must be {' or '.join(map(repr, choices))}, got {v!r}")
 
+def _check_callable(name, v, none=False):
+    "Raise `TypeError` unless `v` is callable (or None, with `none`)."
+    if not (callable(v) or none and v is None): raise TypeError(f"{name} must be {'None or ' if none else ''}callable, got {type(v).__name__}")
+
 def _check_compile(compile):
     "Raise `TypeError` unless `compile` is True, False or a dict of `torch.compile` arguments."
     if not isinstance(compile, (bool, dict)):

@@ -9,7 +9,7 @@ import difflib, functools, os
 import torch, torch.nn.functional as F
 from fastcore.basics import ifnone
 from fastcore.foundation import L
-from .core import _check_int, _check_lr, ORDER, show_orders, make_optimizer, set_group_lrs, param_groups, group_lrs
+from .core import _check_int, _check_lr, _check_callable, ORDER, show_orders, make_optimizer, set_group_lrs, param_groups, group_lrs
 from .data import (split_batch, batch_format, call_model, ResumableLoader, VirtualEpochs, epoch_loader, _len,
                             default_device, to_device, model_device)
 
@@ -61,11 +61,8 @@ _train_only = _loop[_loop.index('backward'):_loop.index('zero_grad') + 1]
 class Learner:
     "Train `model` on `dls` with `loss_func` and an optimizer made by `opt_func` at the first fit, extended by callbacks `cbs`."
     def __init__(self, model, dls, loss_func=F.cross_entropy, lr=0.1, cbs=None, opt_func=torch.optim.SGD, splitter=None):
-        if not callable(loss_func): raise TypeError(f"loss_func must be callable, got {type(loss_func).__name__}")
-        if not callable(opt_func): raise TypeError(f"opt_func must be callable, got {type(opt_func).__name__}")
-        if splitter is not None and not callable(splitter): raise TypeError(f"splitter must be None or a function of the model, got {type(splitter).__name__}")
-        _check_lr(lr)
-        self.model,self.dls,self.loss_func,self.lr,self.opt_func,self.splitter = model,dls,loss_func,lr,opt_func,splitter
+        for nm,f in dict(loss_func=loss_func, opt_func=opt_func, splitter=splitter).items(): _check_callable(nm, f, none=nm == 'splitter')
+        self.model,self.dls,self.loss_func,self.lr,self.opt_func,self.splitter = model,dls,loss_func,_check_lr(lr),opt_func,splitter
         self.cbs,self.opt,self.history,self._handlers,self._train = L(cbs),None,[],{},None
 
     def callback(self, event):
@@ -75,7 +72,7 @@ class Learner:
     def _dispatch(self):
         self._handlers = _handlers(self.cbs)
         # a callback defining a step replaces the learner's own; keep the default otherwise
-        for s in _steps: setattr(self, f'_{s}', _calling(fs, self) if (fs := self._handlers.get(s)) else getattr(self, s))
+        for s in _steps: setattr(self, f'_{s}', functools.partial(_call_each, fs, self) if (fs := self._handlers.get(s)) else getattr(self, s))
 
     xb = property(lambda self: split_batch(self.batch, *batch_format(self.dls))[0], doc="This batch's model inputs, a tuple or a dict (see `split_batch`).")
     yb = property(lambda self: split_batch(self.batch, *batch_format(self.dls))[1], doc="This batch's targets, a tuple (see `split_batch`).")
@@ -181,11 +178,9 @@ def _check_contract(cbs):
                              f"or list {s!r} in the `shared_steps` of those meant to run alongside another's")
 
 # %% ../nbs/02_learner.ipynb #a64667f8
-def _calling(fs, learn):
-    "A step that calls each callback method in `fs` with `learn` (no list built per batch)."
-    def step():
-        for f in fs: f(learn)
-    return step
+def _call_each(fs, learn):
+    "Call each callback method in `fs` with `learn`: the step of the callbacks that replace one."
+    for f in fs: f(learn)
 
 
 # %% ../nbs/02_learner.ipynb #c91cc2ec

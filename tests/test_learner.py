@@ -389,7 +389,7 @@ def test_bad_lr_is_a_clear_error(lr):
     with pytest.raises(ValueError, match='lr must be a number >= 0, a slice'): Learner(seq(), tiny_dls(), lr=lr)
 
 def test_a_splitter_must_be_a_function():
-    with pytest.raises(TypeError, match='splitter must be None or a function'): Learner(seq(), tiny_dls(), splitter=[1])
+    with pytest.raises(TypeError, match='splitter must be None or callable'): Learner(seq(), tiny_dls(), splitter=[1])
 
 # ---- virtual epochs (`fit(steps_per_epoch=)`)
 
