@@ -97,6 +97,7 @@ _FORMAT,_INDEX = 'slowlearn-checkpoint','index.json'
 def _check_state(ck, src, fmt, need):
     if not isinstance(ck, dict) or ck.get('format') not in fmt or (miss := [k for k in need if k not in ck]):
         what = f"missing {miss}" if isinstance(ck, dict) and ck.get('format') in fmt else "not written by slowlearn"
+        if 'pos' in what and ck.get('version', 1) < 2: what += "; an older slowlearn wrote it (version 1): load_model still reads its weights"
         raise CheckpointError(f"{src} is not a slowlearn {'checkpoint' if len(fmt) == 1 else 'model file'} ({what})")
     return ck
 

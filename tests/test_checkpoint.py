@@ -185,6 +185,17 @@ def test_damaged_newest_checkpoint_is_reported_and_the_previous_used(tmp_path, d
     assert prev['file'] in msg and ck2.resumed['step'] == prev['step']
     assert learn.history == ref.history and states_equal(learn, ref)
 
+def test_a_version_1_checkpoint_says_so_at_resume_and_its_weights_still_load(tmp_path):
+    "Version 2 saves the position as one 'pos' entry; a checkpoint from before can't resume a fit, and says why."
+    learn = make_learn(); learn.fit(1, cbs=CheckpointCB(tmp_path/'ck'))
+    ck = torch.load(sorted((tmp_path/'ck').glob('*.pt'))[-1], weights_only=True)
+    old = {k: v for k, v in ck.items() if k != 'pos'} | dict(version=1)
+    torch.save(old, tmp_path/'old.pt')
+    with pytest.raises(CheckpointError, match=r"missing \['pos'\]; an older slowlearn wrote it \(version 1\)"):
+        make_learn().fit(1, resume=tmp_path/'old.pt', cbs=CheckpointCB(tmp_path/'ck2'))
+    fresh = make_learn(); fresh.load(tmp_path/'old.pt')
+    for a, b in zip(fresh.model.parameters(), learn.model.parameters()): assert torch.equal(a, b)
+
 class Evil:
     def __reduce__(self): return (os.system, (f'touch {Evil.marker}',))
 
