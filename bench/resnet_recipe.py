@@ -1,4 +1,4 @@
-"""The final lesson's recipe (nbs/13_resnet.ipynb): accuracy and wall time of 5 epochs, with `Learner` and as a plain loop.
+"""The final lesson's recipe (nbs/16_resnet.ipynb): accuracy and wall time of 5 epochs, with `Learner` and as a plain loop.
 
 slowlearn side: `resnet_learner()` + `fit_one_cycle(5)` (ResNet 16-256 channels with our compiled `BatchNorm`, channels
 last, batch augmentation, AdamW + one-cycle, bfloat16 autocast via `MixedPrecisionCB`, `MetricsCB` + `ProgressCB`),

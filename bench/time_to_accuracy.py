@@ -1,6 +1,6 @@
 """Time to accuracy and peak memory: the scheduler lesson's 90% recipe with `Learner` against the same recipe as a plain loop.
 
-Recipe (nbs/08_sched.ipynb): `fmnist_cnn()`, Fashion-MNIST in batches of 512, AdamW (weight decay 0.01), one-cycle
+Recipe (nbs/10_sched.ipynb): `fmnist_cnn()`, Fashion-MNIST in batches of 512, AdamW (weight decay 0.01), one-cycle
 with peak LR 1e-2 over 6 epochs. slowlearn side: `Learner` + `MetricsCB(accuracy)` + `ProgressCB` +
 `fit_one_cycle`. Plain side: bench/plain.py (torch.optim.AdamW, the same schedule and data order, per-epoch
 metrics). Every run is a fresh subprocess, so its peak RSS is its own; sides alternate (A B A B ...). Prints the

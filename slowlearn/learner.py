@@ -186,7 +186,7 @@ def _call_each(fs, learn):
 # %% ../nbs/02_learner.ipynb #c91cc2ec
 class DeviceCB(Callback):
     "Put the model and every batch on `device` (default: CUDA when available, else CPU)."
-    order,inference = ORDER.device,True   # `inference`: get_preds (lesson 03a) runs it too
+    order,inference = ORDER.device,True   # `inference`: get_preds (lesson 05) runs it too
     def __init__(self, device=None): self.device = torch.device(ifnone(device, default_device()))
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)

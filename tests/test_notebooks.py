@@ -1,5 +1,5 @@
 "The committed notebooks: no error output or traceback, and no image shown twice in one notebook (a stale or copied output)."
-import hashlib, importlib.util, json
+import hashlib, importlib.util, json, re
 from pathlib import Path
 import pytest
 
@@ -69,7 +69,7 @@ def test_stamp_check_catches_edits_reruns_and_unstamped_outputs():
     del nb['cells'][2]['metadata']['ran']                                      # run in Jupyter, never stamped
     assert stamp_problems(nb) == ["cell 2 has outputs but no run stamp"]
 
-LESSONS = [p for p in NBS if p.stem[:2].isdigit() and p.stem != '99_package']
+LESSONS = [p for p in NBS if p.stem[:2].isdigit() and not p.stem.endswith('_package')]
 
 @pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
 def test_lesson_ends_with_exercises(path):
@@ -116,3 +116,21 @@ def test_exercise_solutions_are_not_under_the_questions(path):
     at = next(i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and '## Exercises' in _src(c))
     code = [i for i, c in enumerate(cells[at:], at) if c['cell_type'] == 'code']
     assert not code, f"{path.name}: cells {code} under '## Exercises' are code; move solutions to tests/test_exercises.py"
+
+def lesson_numbering_problems(stems, readme):
+    "What is wrong with lessons `stems` (sorted, index excluded) and the README's table: gaps, letter suffixes, rows out of step."
+    bad = [s for s in stems if not re.fullmatch(r'\d\d_[a-z]+', s)]
+    if (nums := [s[:2] for s in stems]) != [f'{i:02d}' for i in range(len(stems))]: bad.append(f"numbers {nums} are not 00, 01, ... in a row")
+    if (rows := re.findall(r'^\| `(\w+)` \|', readme, re.M)) != stems: bad.append(f"the README's lesson table lists {rows}, not {stems}")
+    return bad
+
+def test_lessons_are_numbered_00_on_without_gaps_or_letters_and_the_readme_lists_each():
+    readme = (Path(__file__).parent.parent/'README.md').read_text()
+    assert not (bad := lesson_numbering_problems([p.stem for p in NBS if p.stem != 'index'], readme)), '; '.join(bad)
+
+def test_numbering_check_sees_a_gap_a_letter_and_a_missing_row():
+    table = lambda *s: ''.join(f'| `{x}` | m | what |\n' for x in s)
+    assert lesson_numbering_problems(['00_a', '01_b'], table('00_a', '01_b')) == []
+    assert len(lesson_numbering_problems(['00_a', '01a_b', '03_c'], table('00_a', '01a_b', '03_c'))) == 2
+    assert len(lesson_numbering_problems(['00_a', '01_b'], table('00_a'))) == 1
+

@@ -1,6 +1,6 @@
 """Re-run lesson notebooks in place, top to bottom, and stamp each code cell with its run order.
 
-    python tools/run_nb.py nbs/08_sched.ipynb [more notebooks] [--slow]
+    python tools/run_nb.py nbs/10_sched.ipynb [more notebooks] [--slow]
 
 `#| eval: false` cells never run. `#| slow` cells run only with `--slow`; without it they keep the outputs of their
 last run, but only if their source is unchanged since (otherwise their outputs are dropped and you are told to run
