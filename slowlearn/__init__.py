@@ -24,7 +24,8 @@ from .experiments import *
 from .distributed import *
 from .resnet import *
 from .finetune import *
+from .gpt import *
 
 # %% ../nbs/20_package.ipynb #75aeaf58
-_modules = 'core data learner resume metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet finetune'.split()
+_modules = 'core data learner resume metrics predict optim init layers models sched checkpoint speed callbacks experiments distributed resnet finetune gpt'.split()
 __all__ = sorted({n for m in _modules for n in sys.modules[f'slowlearn.{m}'].__all__})
