@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch, store_attr
 from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device
-from .data import _len
+from .data import _len, _has_state
 from .metrics import MetricsCB, epoch_record
 from .core import _check_int, _check_bool, _check_choice, ORDER, WriteError, atomic_write, make_dir, is_main_process
 from .resume import set_seed, rng_states, set_rng_states   # set_seed: kept importable from here
@@ -127,7 +127,7 @@ def _stateful(learn, skip=None):
     "`(key, callback)` for the callbacks of `learn` that have `state_dict`/`load_state_dict`; keys are class names, numbered when repeated."
     res,seen = [],{}
     for cb in learn.cbs:
-        if cb is skip or not (callable(getattr(cb, 'state_dict', None)) and callable(getattr(cb, 'load_state_dict', None))): continue
+        if cb is skip or not _has_state(cb): continue
         nm = type(cb).__name__
         seen[nm] = seen.get(nm, -1) + 1
         res.append((f'{nm}_{seen[nm]}' if seen[nm] else nm, cb))

@@ -24,7 +24,7 @@ from .data import DataLoaders, load_fashion_mnist
 from .optim import AdamW, Momentum, GradAccumCB, _n_steps
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine, _has_hyper, _get_hyper  # also adds Learner.fit_one_cycle
 from .checkpoint import CheckpointCB, EarlyStoppingCB, set_seed, rng_states, set_rng_states
-from .core import _check_int, _check_ints, _check_bool, _check_choice, ORDER, WriteError, atomic_write, make_dir, is_main_process
+from .core import _check_int, _check_ints, _check_bool, _check_choice, _check_callable, ORDER, WriteError, atomic_write, make_dir, is_main_process
 from .distributed import DDPCB
 from .speed import ProfilerCB
 from .models import fmnist_cnn, mlp
@@ -589,7 +589,7 @@ def sort_trials(trials, metric=None, mode='min'):
 
 def random_search(space, train_fn, n_trials, seed=0, results=None, metric=None, mode='min'):
     "Train `n_trials` distinct configurations drawn from `space` with `train_fn(config) -> metrics`; best first by `metric`."
-    if not callable(train_fn): raise TypeError(f"train_fn must be callable, got {type(train_fn).__name__}")
+    _check_callable('train_fn', train_fn)
     _check_int('n_trials', n_trials, 0); _check_choice('mode', mode, ('min', 'max'))
     configs = draw_configs(space, n_trials, seed)
     if results is not None: make_dir(Path(results).parent)

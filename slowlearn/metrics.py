@@ -13,7 +13,7 @@ from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
 from .learner import Callback, model_device
 from .data import find_bs, _len
-from .core import ORDER
+from .core import ORDER, _check_callable
 
 
 # %% ../nbs/04_metrics.ipynb #cf989157
@@ -79,7 +79,7 @@ class MetricsCB(Callback):
             if not all(hasattr(m, a) for a in ('update', 'compute', 'reset')):
                 if not callable(m): raise TypeError(f"metric {k!r} must be a torcheval metric (update/compute/reset) or a function f(preds, targets), got {type(m).__name__}")
                 metrics[k] = AvgMetric(m)
-        if not callable(preds_func): raise TypeError(f"preds_func must be callable, got {type(preds_func).__name__}")
+        _check_callable('preds_func', preds_func)
         self._metrics,self.preds_func,self._buf,self._every,self._loss_sum,self._n = metrics,preds_func,[],1,None,0
 
     # readers from outside (checkpoints, distributed training) always see every batch so far folded in

@@ -11,7 +11,7 @@ from torch import nn
 from fastcore.foundation import L
 from torcheval.metrics import MulticlassAccuracy
 from .learner import Learner, Callback, model_device
-from .core import _check_int, _check_ints, ORDER
+from .core import _check_int, _check_ints, _check_callable, ORDER
 from .metrics import MetricsCB
 from .data import fashion_mnist, map_input, batch_format
 from .init import GeneralReLU, init_weights
@@ -63,7 +63,7 @@ class BatchAugmentCB(Callback):
     "Replace each training batch's inputs by `tfm(xb, **kwargs)` (default `random_crop_flip`); validation batches stay as they are."
     order = ORDER.augment   # on the batch's device
     def __init__(self, tfm=random_crop_flip, **kwargs):
-        if not callable(tfm): raise TypeError(f"tfm must be callable, got {type(tfm).__name__}")
+        _check_callable('tfm', tfm)
         self.tfm,self.kwargs = tfm,kwargs
 
     def before_batch(self, learn):

@@ -17,13 +17,13 @@ from fastcore.foundation import L
 from .learner import Learner, Callback, CancelFitException, CancelEpochException, _check_lr, param_groups, group_lrs
 from .resume import LoadAtFitMixin
 from .data import _len
-from .core import _is_int, _check_int, _check_pos, ORDER
+from .core import _is_int, _check_int, _check_pos, _check_callable, ORDER
 
 # %% ../nbs/10_sched.ipynb #5fd4e367
 class BaseSchedulerCB(LoadAtFitMixin, Callback):
     "Build `scheduler_factory(learn.opt, **kwargs)` as `self.sched` at the start of each fit; subclasses step it."
     def __init__(self, scheduler_factory, **kwargs):
-        if not callable(scheduler_factory): raise TypeError(f"scheduler_factory must be callable, got {type(scheduler_factory).__name__}")
+        _check_callable('scheduler_factory', scheduler_factory)
         self.factory,self.kwargs,self.sched = scheduler_factory,kwargs,None
 
     def before_fit(self, learn):
