@@ -1,6 +1,6 @@
 """Time to accuracy and peak memory: the scheduler lesson's 90% recipe with `Learner` against the same recipe as a plain loop.
 
-Recipe (nbs/10_sched.ipynb): `fmnist_cnn()`, Fashion-MNIST in batches of 512, AdamW (weight decay 0.01), one-cycle
+Recipe (nbs/10_sched.ipynb): `fashion_mnist_cnn()`, Fashion-MNIST in batches of 512, AdamW (weight decay 0.01), one-cycle
 with peak LR 1e-2 over 6 epochs. slowlearn side: `Learner` + `MetricsCB(accuracy)` + `ProgressCB` +
 `fit_one_cycle`. Plain side: bench/plain.py (torch.optim.AdamW, the same schedule and data order, per-epoch
 metrics). Every run is a fresh subprocess, so its peak RSS is its own; sides alternate (A B A B ...). Prints the
@@ -17,7 +17,7 @@ def run_side(side, epochs, threads=None):
     "Train once with `side` ('learner' or 'plain'); returns seconds, final accuracy and peak RSS in MiB."
     import torch
     if threads: torch.set_num_threads(threads)
-    from slowlearn.models import fmnist_cnn
+    from slowlearn.models import fashion_mnist_cnn
     if side == 'learner':
         import contextlib, io
         from torcheval.metrics import MulticlassAccuracy
@@ -28,7 +28,7 @@ def run_side(side, epochs, threads=None):
         from slowlearn.sched import fit_one_cycle
         dls = fashion_mnist(bs=512)
         torch.manual_seed(0)
-        learn = Learner(fmnist_cnn(), dls, opt_func=AdamW, cbs=[MetricsCB(MulticlassAccuracy()), ProgressCB(notebook=False)])
+        learn = Learner(fashion_mnist_cnn(), dls, opt_func=AdamW, cbs=[MetricsCB(MulticlassAccuracy()), ProgressCB(notebook=False)])
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr): learn.fit_one_cycle(epochs, 1e-2)
         secs, acc = time.perf_counter() - t0, learn.history[-1]['accuracy']
@@ -37,7 +37,7 @@ def run_side(side, epochs, threads=None):
         from plain import plain_fit
         data = load_fashion_mnist()
         torch.manual_seed(0)
-        model = fmnist_cnn()
+        model = fashion_mnist_cnn()
         t0 = time.perf_counter()
         hist = plain_fit(model, *data, epochs=epochs, lr_max=1e-2, bs=512, log=lambda s: print(s, file=sys.stderr))
         secs, acc = time.perf_counter() - t0, hist[-1]['accuracy']

@@ -27,7 +27,7 @@ from .checkpoint import CheckpointCB, EarlyStoppingCB, set_seed, rng_states, set
 from .core import _check_int, _check_ints, _check_bool, _check_choice, _check_callable, ORDER, WriteError, atomic_write, make_dir, is_main_process
 from .distributed import DDPCB
 from .speed import ProfilerCB
-from .models import fmnist_cnn, mlp
+from .models import fashion_mnist_cnn, mlp
 
 # %% ../nbs/15_experiments.ipynb #ac918f12
 class CSVLoggerCB(Callback):
@@ -310,8 +310,8 @@ _KWARGS = ('model_kwargs', 'data_kwargs', 'loss_kwargs', 'opt_kwargs')
 @dataclasses.dataclass
 class TrainConfig:
     "Everything a training run needs (Fashion-MNIST, or your 'module:callable' model and data); checked when made, saved as `config.json` in its run folder."
-    model: str = 'cnn'                 # 'cnn' (the lessons' `fmnist_cnn`), 'mlp', or 'module:callable' returning an nn.Module
-    model_kwargs: dict = dataclasses.field(default_factory=dict)   # keyword arguments of the model callable (or of fmnist_cnn/mlp)
+    model: str = 'cnn'                 # 'cnn' (the lessons' `fashion_mnist_cnn`), 'mlp', or 'module:callable' returning an nn.Module
+    model_kwargs: dict = dataclasses.field(default_factory=dict)   # keyword arguments of the model callable (or of fashion_mnist_cnn/mlp)
     widths: tuple = (16, 32, 64, 128)  # conv channels ('cnn') or hidden layer sizes ('mlp')
     data: str | None = None            # folder of the Fashion-MNIST files (default: $SLOWLEARN_DATA, else the user cache), or
                                        # 'module:callable' returning DataLoaders (given `bs` and `seed` if it has those parameters)
@@ -403,8 +403,8 @@ def config_dls(cfg):
     return dls if cfg.overfit_batches is None else overfit_dls(dls, cfg.overfit_batches)
 
 def config_model(cfg):
-    "The model of `cfg`: `fmnist_cnn` or `mlp` with its `widths`, or what its model callable returns."
-    if cfg.model in _CHOICES['model']: return (fmnist_cnn if cfg.model == 'cnn' else mlp)(cfg.widths, **cfg.model_kwargs)
+    "The model of `cfg`: `fashion_mnist_cnn` or `mlp` with its `widths`, or what its model callable returns."
+    if cfg.model in _CHOICES['model']: return (fashion_mnist_cnn if cfg.model == 'cnn' else mlp)(cfg.widths, **cfg.model_kwargs)
     return _check_result('model', cfg.model, _call('model', cfg.model, resolve(cfg.model, 'model'), cfg.model_kwargs), nn.Module)
 
 def config_loss(cfg):

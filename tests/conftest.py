@@ -29,7 +29,7 @@ def write_idx(fname, arr):
         f.write(struct.pack('>I', 2048 + arr.ndim) + struct.pack(f'>{arr.ndim}I', *arr.shape) + arr.astype(np.uint8).tobytes())
 
 @pytest.fixture
-def tiny_fmnist(tmp_path, request):
+def tiny_fashion_mnist(tmp_path, request):
     "A learnable 10-class slice (640 training, 160 validation images, or `(n_train, n_valid)` by indirect parametrization): each class is a bright square at its own position."
     rng = np.random.default_rng(0)
     for split, n in zip(('train', 'valid'), getattr(request, 'param', (640, 160))):
@@ -75,7 +75,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 @pytest.fixture
-def fake_fmnist(monkeypatch):
+def fake_fashion_mnist(monkeypatch):
     "Small random stand-in for Fashion-MNIST, so fit_config runs in a fraction of a second."
     import slowlearn.experiments as E
     g = torch.Generator().manual_seed(0)
@@ -84,7 +84,7 @@ def fake_fmnist(monkeypatch):
     monkeypatch.setattr(E, 'load_fashion_mnist', lambda path=None, normalize=True: data)
     return data
 
-SMALL = TrainConfig(model='mlp', widths=(16,), n_train=200, n_valid=64, epochs=3, bs=32, lr=1e-2)   # a run of a few seconds on `fake_fmnist`
+SMALL = TrainConfig(model='mlp', widths=(16,), n_train=200, n_valid=64, epochs=3, bs=32, lr=1e-2)   # a run of a few seconds on `fake_fashion_mnist`
 
 # ---- small data and models the tests train on (plain functions: tests call them with their own sizes)
 

@@ -67,17 +67,17 @@ def kill_anywhere(data, tmp_path, n_kills, seed=0, cli=CLI):
         if kills == n_kills: return kills, mid_write, finished
         shutil.rmtree(run)              # it finished before the next kill: start another run from scratch
 
-def test_three_kills_anywhere_then_the_uninterrupted_result(tiny_fmnist, tmp_path):
-    kills,mid_write,finished = kill_anywhere(tiny_fmnist, tmp_path, 3)
+def test_three_kills_anywhere_then_the_uninterrupted_result(tiny_fashion_mnist, tmp_path):
+    kills,mid_write,finished = kill_anywhere(tiny_fashion_mnist, tmp_path, 3)
     assert kills == 3 and finished >= 1
 
-def test_three_kills_anywhere_on_a_shuffled_dataloader_with_workers(tiny_fmnist, tmp_path):
-    kills,mid_write,finished = kill_anywhere(tiny_fmnist, tmp_path, 3, seed=2, cli=DL_CLI)
+def test_three_kills_anywhere_on_a_shuffled_dataloader_with_workers(tiny_fashion_mnist, tmp_path):
+    kills,mid_write,finished = kill_anywhere(tiny_fashion_mnist, tmp_path, 3, seed=2, cli=DL_CLI)
     assert kills == 3 and finished >= 1
 
 @pytest.mark.slow
-def test_twenty_kills_anywhere_then_the_uninterrupted_result(tiny_fmnist, tmp_path):
-    kills,mid_write,finished = kill_anywhere(tiny_fmnist, tmp_path, 20, seed=1)
+def test_twenty_kills_anywhere_then_the_uninterrupted_result(tiny_fashion_mnist, tmp_path):
+    kills,mid_write,finished = kill_anywhere(tiny_fashion_mnist, tmp_path, 20, seed=1)
     print(f'{kills} kills, {mid_write} of them in the middle of a write; {finished} finished runs compared')
     assert kills == 20 and mid_write >= 1 and finished >= 1
 

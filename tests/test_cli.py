@@ -5,30 +5,30 @@ import pytest, torch
 from conftest import FILES, SMALL
 from slowlearn.learner import Callback
 from slowlearn.checkpoint import CheckpointCB
-from slowlearn.models import fmnist_cnn
+from slowlearn.models import fashion_mnist_cnn
 from slowlearn.experiments import TrainConfig, fit_config
 from slowlearn.cli import main
 
 def slowlearn(*args, **kw):
     return subprocess.run([sys.executable, '-m', 'slowlearn.cli', *args], capture_output=True, text=True, **kw)
 
-def test_fit_writes_model_and_history(tiny_fmnist, tmp_path):
+def test_fit_writes_model_and_history(tiny_fashion_mnist, tmp_path):
     out = tmp_path / 'run'
-    r = slowlearn('fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '64', '--out', str(out), timeout=300)
+    r = slowlearn('fit', '--data', str(tiny_fashion_mnist), '--epochs', '2', '--bs', '64', '--out', str(out), timeout=300)
     assert r.returncode == 0, r.stderr
     assert 'accuracy' in r.stdout and '\r' not in r.stdout
-    model = fmnist_cnn(); model.load_state_dict(torch.load(out / 'model.pt', weights_only=True))
+    model = fashion_mnist_cnn(); model.load_state_dict(torch.load(out / 'model.pt', weights_only=True))
     rows = list(csv.DictReader(open(out / 'history.csv')))
     assert list(rows[0]) == ['epoch', 'phase', 'loss', 'accuracy']
     assert [(r['epoch'], r['phase']) for r in rows] == [('0', 'train'), ('0', 'valid'), ('1', 'train'), ('1', 'valid')]
     assert float(rows[-1]['accuracy']) > 0.5   # the squares are easy to tell apart
 
-def test_options_and_the_equivalent_config_file_make_the_same_run(tiny_fmnist, tmp_path):
+def test_options_and_the_equivalent_config_file_make_the_same_run(tiny_fashion_mnist, tmp_path):
     opts = ['--epochs', '2', '--bs', '64', '--lr', '0.02', '--wd', '0.05', '--seed', '3', '--accumulate', '2', '--patience', '1',
             '--n-train', '320', '--n-valid', '96']
-    r = slowlearn('fit', '--data', str(tiny_fmnist), *opts, '--out', str(tmp_path/'flags'), timeout=300)
+    r = slowlearn('fit', '--data', str(tiny_fashion_mnist), *opts, '--out', str(tmp_path/'flags'), timeout=300)
     assert r.returncode == 0, r.stderr
-    TrainConfig(data=str(tiny_fmnist), epochs=2, bs=64, lr=0.02, wd=0.05, seed=3, accumulate=2, patience=1, n_train=320, n_valid=96,
+    TrainConfig(data=str(tiny_fashion_mnist), epochs=2, bs=64, lr=0.02, wd=0.05, seed=3, accumulate=2, patience=1, n_train=320, n_valid=96,
                 checkpoint=False).save(tmp_path/'cfg.json')
     r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'config'), timeout=300)
     assert r.returncode == 0, r.stderr
@@ -43,9 +43,9 @@ def test_bad_options_give_one_line_and_exit_2(args, msg):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr
     assert 'Traceback' not in r.stderr
 
-def test_corrupt_data_folder_gives_one_line_and_exit_2(tiny_fmnist, tmp_path):
-    (tiny_fmnist / FILES['train'][0]).write_bytes(b'not a gzip file')
-    r = slowlearn('fit', '--data', str(tiny_fmnist), '--out', str(tmp_path / 'run'))
+def test_corrupt_data_folder_gives_one_line_and_exit_2(tiny_fashion_mnist, tmp_path):
+    (tiny_fashion_mnist / FILES['train'][0]).write_bytes(b'not a gzip file')
+    r = slowlearn('fit', '--data', str(tiny_fashion_mnist), '--out', str(tmp_path / 'run'))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and FILES['train'][0] in r.stderr
 
 def test_help_explains_every_option():
@@ -76,9 +76,9 @@ def csv_rows(path):
     with open(path, newline='') as f: return list(csv.reader(f))
 
 @pytest.mark.parametrize('failure', ['full disk', 'read-only folder'])
-def test_a_failing_disk_gives_one_line_exit_1_and_the_same_resume_then_succeeds(tiny_fmnist, tmp_path, failure):
+def test_a_failing_disk_gives_one_line_exit_1_and_the_same_resume_then_succeeds(tiny_fashion_mnist, tmp_path, failure):
     ck = tmp_path/'ckpt'
-    fit = ['fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '64', '--ckpt-dir', str(ck)]
+    fit = ['fit', '--data', str(tiny_fashion_mnist), '--epochs', '2', '--bs', '64', '--ckpt-dir', str(ck)]
     assert slowlearn(*fit, '--out', str(tmp_path/'whole'), timeout=300).returncode == 0
     # restart from the end of epoch 0; the checkpoint of epoch 1 is where the disk fails
     again = [*fit, '--resume', str(ck/'ckpt-00001-epoch0-step10.pt'), '--out', str(tmp_path/'again')]
@@ -103,9 +103,9 @@ def test_an_out_folder_that_cannot_be_made_gives_one_line_and_exit_1(tmp_path, c
     r = slowlearn('fit', *(['--config', str(tmp_path/'cfg.json')] if config else []), '--out', str(tmp_path/'a_file'/'run'), timeout=300)
     assert r.returncode == 1 and r.stderr.splitlines() == [f"slowlearn fit: error: cannot write {tmp_path}/a_file/run: {os.strerror(errno.ENOTDIR)}"]
 
-def test_profile_writes_a_chrome_trace_and_prints_the_top_operators(tiny_fmnist, tmp_path):
+def test_profile_writes_a_chrome_trace_and_prints_the_top_operators(tiny_fashion_mnist, tmp_path):
     out = tmp_path/'run'
-    r = slowlearn('fit', '--data', str(tiny_fmnist), '--epochs', '1', '--bs', '64', '--profile', '--out', str(out), timeout=300)
+    r = slowlearn('fit', '--data', str(tiny_fashion_mnist), '--epochs', '1', '--bs', '64', '--profile', '--out', str(out), timeout=300)
     assert r.returncode == 0, r.stderr
     trace = json.loads((out/'trace.json').read_text())
     steps = {e['name'] for e in trace['traceEvents'] if e.get('name', '').startswith('ProfilerStep#')}
@@ -113,17 +113,17 @@ def test_profile_writes_a_chrome_trace_and_prints_the_top_operators(tiny_fmnist,
     assert {'forward', 'backward', 'step'} <= {e.get('name') for e in trace['traceEvents']}
     assert 'aten::convolution_backward' in r.stdout and 'aten::convolution_backward' in (out/'ops.txt').read_text()
 
-def test_profile_is_allowed_with_a_config_file(tiny_fmnist, tmp_path):
-    TrainConfig(data=str(tiny_fmnist), epochs=1, bs=64, checkpoint=False).save(tmp_path/'cfg.json')
+def test_profile_is_allowed_with_a_config_file(tiny_fashion_mnist, tmp_path):
+    TrainConfig(data=str(tiny_fashion_mnist), epochs=1, bs=64, checkpoint=False).save(tmp_path/'cfg.json')
     r = slowlearn('fit', '--config', str(tmp_path/'cfg.json'), '--profile', '--out', str(tmp_path/'run'), timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path/'run'/'trace.json').is_file()
 
-def test_label_smoothing_goes_from_the_option_to_the_loss(tiny_fmnist):
+def test_label_smoothing_goes_from_the_option_to_the_loss(tiny_fashion_mnist):
     from slowlearn.cli import parser, _flag_config
     from slowlearn.experiments import fit_config
     import torch.nn.functional as F
-    cfg = _flag_config(parser().parse_args(['fit', '--label-smoothing', '0.2', '--data', str(tiny_fmnist), '--epochs', '0']), 'slowlearn fit')
+    cfg = _flag_config(parser().parse_args(['fit', '--label-smoothing', '0.2', '--data', str(tiny_fashion_mnist), '--epochs', '0']), 'slowlearn fit')
     assert cfg.label_smoothing == 0.2
     learn = fit_config(cfg, progress=False)
     pred, y = torch.randn(8, 10), torch.randint(0, 10, (8,))
@@ -209,10 +209,10 @@ def test_wandb_offline_logs_the_cli_run_with_its_config(user_module, tmp_path):
 # ---- slowlearn fit --ckpt-dir / --resume / --patience / --accumulate
 
 @pytest.mark.usefixtures('one_thread')
-@pytest.mark.parametrize('tiny_fmnist', [(160, 32)], indirect=True, ids=['160+32'])
-def test_cli_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_fmnist, tmp_path, monkeypatch):
+@pytest.mark.parametrize('tiny_fashion_mnist', [(160, 32)], indirect=True, ids=['160+32'])
+def test_cli_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_fashion_mnist, tmp_path, monkeypatch):
     from slowlearn import cli, experiments
-    args = ['fit', '--data', str(tiny_fmnist), '--epochs', '2', '--bs', '32', '--accumulate', '2', '--patience', '5']
+    args = ['fit', '--data', str(tiny_fashion_mnist), '--epochs', '2', '--bs', '32', '--accumulate', '2', '--patience', '5']
     cli.main(args + ['--out', str(tmp_path/'ref')])
     class DiesAfterEpoch0(CheckpointCB):
         def after_epoch(self, learn):
@@ -228,18 +228,18 @@ def test_cli_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_fmnist
     assert len((tmp_path/'run'/'history.csv').read_text().splitlines()) == 1 + 2 * 2
 
 @pytest.mark.usefixtures('one_thread')
-@pytest.mark.parametrize('tiny_fmnist', [(160, 32)], indirect=True, ids=['160+32'])
+@pytest.mark.parametrize('tiny_fashion_mnist', [(160, 32)], indirect=True, ids=['160+32'])
 @pytest.mark.parametrize('args, msg', [(['--accumulate', '0'], '--accumulate'), (['--patience', '-1'], '--patience'),
                                        (['--resume'], '--resume needs --ckpt-dir')])
-def test_cli_bad_checkpoint_options_exit_2(tiny_fmnist, tmp_path, capsys, args, msg):
+def test_cli_bad_checkpoint_options_exit_2(tiny_fashion_mnist, tmp_path, capsys, args, msg):
     from slowlearn import cli
-    with pytest.raises(SystemExit) as e: cli.main(['fit', '--data', str(tiny_fmnist), '--out', str(tmp_path/'o'), *args])
+    with pytest.raises(SystemExit) as e: cli.main(['fit', '--data', str(tiny_fashion_mnist), '--out', str(tmp_path/'o'), *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and msg in err and len(err.strip().splitlines()) == 1
 
 # ---- slowlearn fit --config
 
-def test_fit_config_command_writes_the_run_folder(tmp_path, fake_fmnist, capsys):
+def test_fit_config_command_writes_the_run_folder(tmp_path, fake_fashion_mnist, capsys):
     SMALL.save(tmp_path/'cfg.json')
     main(['fit', '--config', str(tmp_path/'cfg.json'), '--out', str(tmp_path/'run')])
     assert f"wrote the run folder {tmp_path/'run'}" in capsys.readouterr().out
@@ -249,7 +249,7 @@ def test_fit_config_command_writes_the_run_folder(tmp_path, fake_fmnist, capsys)
     sd = torch.load(tmp_path/'run'/'model.pt')
     assert all(torch.equal(sd[k], v) for k,v in ref.model.state_dict().items())
 
-def test_fit_config_command_resumes_a_killed_run(tmp_path, fake_fmnist, capsys):
+def test_fit_config_command_resumes_a_killed_run(tmp_path, fake_fashion_mnist, capsys):
     SMALL.save(tmp_path/'cfg.json')
     class Kill(Callback):
         def before_epoch(self, learn):

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from torch.utils.data import DataLoader, TensorDataset
 import slowlearn.data as sd
-from slowlearn.data import DataLoaders, TensorLoader, fashion_mnist, read_idx, fmnist_folder, fmnist_cache_dir
+from slowlearn.data import DataLoaders, TensorLoader, fashion_mnist, read_idx, fashion_mnist_folder, fashion_mnist_cache_dir
 from slowlearn.data import split_batch, find_bs, map_input, map_tensors
 
 # ---------------------------------------------------------------- helpers (independent of the code under test)
@@ -32,7 +32,7 @@ def write_folder(folder, arrays):
 @pytest.fixture
 def fake(tmp_path):
     arrays = fake_arrays()
-    return write_folder(tmp_path/'fmnist', arrays), arrays
+    return write_folder(tmp_path/'fashion_mnist', arrays), arrays
 
 def batches(dl): return [tuple(t.clone() for t in b) for b in dl]
 def xs(bs): return [b[0].tolist() for b in bs]
@@ -251,7 +251,7 @@ def test_fashion_mnist_train_order_follows_seed(fake):
 def test_folder_is_not_checksum_verified(fake):
     folder, _ = fake
     md5 = hashlib.md5((folder/'t10k-labels-idx1-ubyte.gz').read_bytes()).hexdigest()
-    assert md5 != sd.FMNIST_FILES['t10k-labels-idx1-ubyte.gz']
+    assert md5 != sd.FASHION_MNIST_FILES['t10k-labels-idx1-ubyte.gz']
     assert len(fashion_mnist(path=folder).valid) == 1
 
 def test_missing_file_in_folder(fake):
@@ -288,15 +288,15 @@ def test_fashion_mnist_bad_bs():
 # ---------------------------------------------------------------- where the files are found
 
 def test_slowlearn_data_env(fake, monkeypatch):
-    folder, _ = fake   # tmp_path/'fmnist'
+    folder, _ = fake   # tmp_path/'fashion_mnist'
     root = folder.parent/'root'; (root/'fashion_mnist').mkdir(parents=True)
     for f in folder.iterdir(): (root/'fashion_mnist'/f.name).write_bytes(f.read_bytes())
     monkeypatch.setenv('SLOWLEARN_DATA', str(root))
-    assert fmnist_folder() == root/'fashion_mnist'
+    assert fashion_mnist_folder() == root/'fashion_mnist'
     assert len(fashion_mnist(bs=4).valid) == 3
     monkeypatch.setenv('SLOWLEARN_DATA', str(folder))   # pointing straight at the files also works
-    assert fmnist_folder() == folder
-    assert fmnist_folder(path=root/'fashion_mnist') == root/'fashion_mnist'   # path= wins
+    assert fashion_mnist_folder() == folder
+    assert fashion_mnist_folder(path=root/'fashion_mnist') == root/'fashion_mnist'   # path= wins
 
 def test_slowlearn_data_without_files(tmp_path, monkeypatch):
     monkeypatch.setenv('SLOWLEARN_DATA', str(tmp_path))
@@ -304,29 +304,29 @@ def test_slowlearn_data_without_files(tmp_path, monkeypatch):
 
 def test_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path/'xdg'))
-    assert fmnist_cache_dir() == tmp_path/'xdg'/'slowlearn'/'fashion_mnist'
+    assert fashion_mnist_cache_dir() == tmp_path/'xdg'/'slowlearn'/'fashion_mnist'
     monkeypatch.delenv('XDG_CACHE_HOME'); monkeypatch.setenv('HOME', str(tmp_path/'home'))
-    assert fmnist_cache_dir() == tmp_path/'home'/'.cache'/'slowlearn'/'fashion_mnist'
+    assert fashion_mnist_cache_dir() == tmp_path/'home'/'.cache'/'slowlearn'/'fashion_mnist'
 
 @pytest.fixture
 def no_data_env(tmp_path, monkeypatch):
     "No SLOWLEARN_DATA, an empty cache under tmp_path, and mirrors that can't be reached."
     monkeypatch.delenv('SLOWLEARN_DATA', raising=False)
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path/'xdg'))
-    monkeypatch.setattr(sd, 'FMNIST_MIRRORS', ((tmp_path/'offline').as_uri() + '/',))
+    monkeypatch.setattr(sd, 'FASHION_MNIST_MIRRORS', ((tmp_path/'offline').as_uri() + '/',))
     return tmp_path/'xdg'/'slowlearn'/'fashion_mnist'
 
 def test_offline_download_error(no_data_env):
     with pytest.raises(FileNotFoundError) as e: fashion_mnist()
     msg = str(e.value)
-    for name in sd.FMNIST_FILES: assert name in msg
+    for name in sd.FASHION_MNIST_FILES: assert name in msg
     assert str(no_data_env) in msg and 'SLOWLEARN_DATA' in msg and 'path=' in msg
     assert '\n' not in msg   # one line, so a CLI can print it as is
 
 def test_download_into_cache(tmp_path, no_data_env, monkeypatch):
     mirror = write_folder(tmp_path/'offline', fake_arrays())
-    md5s = {n: hashlib.md5((mirror/n).read_bytes()).hexdigest() for n in sd.FMNIST_FILES}
-    monkeypatch.setattr(sd, 'FMNIST_FILES', md5s)
+    md5s = {n: hashlib.md5((mirror/n).read_bytes()).hexdigest() for n in sd.FASHION_MNIST_FILES}
+    monkeypatch.setattr(sd, 'FASHION_MNIST_FILES', md5s)
     dls = fashion_mnist(bs=4)
     assert len(dls.valid) == 3
     for n in md5s: assert (no_data_env/n).read_bytes() == (mirror/n).read_bytes()

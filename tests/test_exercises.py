@@ -9,7 +9,7 @@ from torch import nn
 from torch.testing import assert_close
 
 @pytest.fixture(scope='module')
-def fmnist():
+def fashion_arrays():
     "Fashion-MNIST as `(x_train, y_train, x_valid, y_valid)`, standardised (needs SLOWLEARN_DATA, as the notebooks do)."
     from slowlearn.data import load_fashion_mnist
     return load_fashion_mnist()
@@ -29,16 +29,16 @@ def test_core_ex2_a_writer_that_fails_after_writing_everything_is_not_published(
 
 # ---- 01 data -----------------------------------------------------------------------------------------------------
 
-def test_data_ex1_drop_the_last_batch(fmnist):
-    xt, yt = fmnist[:2]
+def test_data_ex1_drop_the_last_batch(fashion_arrays):
+    xt, yt = fashion_arrays[:2]
     def no_last_batch(x, y, bs):
         for i in range(0, len(x) - bs + 1, bs): yield x[i:i+bs], y[i:i+bs]
     sizes = [len(yb) for _, yb in no_last_batch(xt, yt, 512)]
     assert (len(sizes), set(sizes), 60_000 - sum(sizes)) == (117, {512}, 96)
 
-def test_data_ex2_resume_in_the_middle_of_an_epoch(fmnist):
+def test_data_ex2_resume_in_the_middle_of_an_epoch(fashion_arrays):
     from slowlearn.data import TensorLoader
-    xt, yt = fmnist[:2]
+    xt, yt = fashion_arrays[:2]
     dl = TensorLoader(xt, yt, bs=512, shuffle=True, seed=7)
     _ = list(dl)                                   # epoch 0
     ep1 = [yb for _, yb in dl]                     # the second iteration is epoch 1
@@ -46,9 +46,9 @@ def test_data_ex2_resume_in_the_middle_of_an_epoch(fmnist):
     rest = [yb for _, yb in dl2]
     assert len(rest) == 113 and all(torch.equal(a, b) for a, b in zip(rest, ep1[5:]))
 
-def test_data_ex3_a_random_holdout_is_roughly_balanced(fmnist):
+def test_data_ex3_a_random_holdout_is_roughly_balanced(fashion_arrays):
     from slowlearn.data import holdout_split
-    yt = fmnist[1]
+    yt = fashion_arrays[1]
     for s in range(3):
         _, va = holdout_split(60_000, 6_000, s)
         counts = torch.bincount(yt[va], minlength=10)
@@ -56,10 +56,10 @@ def test_data_ex3_a_random_holdout_is_roughly_balanced(fmnist):
 
 # ---- 02 learner --------------------------------------------------------------------------------------------------
 
-def _learner_setup(fmnist):
+def _learner_setup(fashion_arrays):
     "The learner lesson's data and model: 10,000 training and 2,000 validation images, a 64-unit MLP, lr 0.1."
     from slowlearn.data import DataLoaders
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     dls = lambda: DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv[:2_000], yv[:2_000], bs=64, seed=0)
     def model():
         torch.manual_seed(1)
@@ -73,30 +73,30 @@ def _loss_recorder():
         def after_batch(self, learn): self.losses[learn.training].append(learn.loss.item())
     return LossRecorder()
 
-def test_learner_ex1_stop_after_10_batches(fmnist):
+def test_learner_ex1_stop_after_10_batches(fashion_arrays):
     from slowlearn.learner import Learner, Callback, CancelFitException
-    dls, model = _learner_setup(fmnist)
+    dls, model = _learner_setup(fashion_arrays)
     class StopAt10(Callback):
         def after_batch(self, learn):
             if learn.training and learn.iter == 9: raise CancelFitException()
     rec = _loss_recorder(); learn = Learner(model(), dls(), lr=0.1, cbs=[rec, StopAt10()]); learn.fit(1)
     assert (learn.iter, learn.train_iter, len(rec.losses[True]), len(rec.losses[False])) == (9, 10, 10, 0)
 
-def test_learner_ex2_label_smoothing_raises_the_loss_not_the_learning(fmnist):
+def test_learner_ex2_label_smoothing_raises_the_loss_not_the_learning(fashion_arrays):
     from slowlearn.learner import Learner, Callback
-    dls, model = _learner_setup(fmnist)
+    dls, model = _learner_setup(fashion_arrays)
     class Smoothed(Callback):
         def get_loss(self, learn): learn.loss = F.cross_entropy(learn.preds, learn.batch[1], label_smoothing=0.1)
     plain, smoothed = _loss_recorder(), _loss_recorder()
     Learner(model(), dls(), lr=0.1, cbs=[plain]).fit(1)
     learn = Learner(model(), dls(), lr=0.1, cbs=[smoothed, Smoothed()]); learn.fit(1)
     mean = lambda xs: sum(xs) / len(xs)
-    with torch.no_grad(): acc = (learn.model(fmnist[2][:2000]).argmax(1) == fmnist[3][:2000]).float().mean().item()
+    with torch.no_grad(): acc = (learn.model(fashion_arrays[2][:2000]).argmax(1) == fashion_arrays[3][:2000]).float().mean().item()
     assert mean(smoothed.losses[True]) > mean(plain.losses[True]) and acc > 0.65
 
-def test_learner_ex3_the_first_loss_is_a_uniform_guess(fmnist):
+def test_learner_ex3_the_first_loss_is_a_uniform_guess(fashion_arrays):
     from slowlearn.learner import Learner
-    dls, model = _learner_setup(fmnist)
+    dls, model = _learner_setup(fashion_arrays)
     rec = _loss_recorder(); Learner(model(), dls(), lr=0.1, cbs=[rec]).fit(1)
     ls = rec.losses[True]
     assert abs(ls[0] - math.log(10)) < 0.15 and sum(ls[-10:]) / 10 < 1
@@ -126,12 +126,12 @@ def _accuracy_by_hand(model, dl):
     return correct / seen, sum(accs) / len(accs)
 
 @pytest.mark.slow
-def test_metrics_ex1_macro_f1_and_the_weakest_class(fmnist):
+def test_metrics_ex1_macro_f1_and_the_weakest_class(fashion_arrays):
     from torcheval.metrics import MulticlassAccuracy, MulticlassF1Score
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
     from slowlearn.metrics import MetricsCB
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     dls = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=384)
     assert torch.equal(torch.bincount(yv), torch.full((10,), 1000))
     learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam,
@@ -143,10 +143,10 @@ def test_metrics_ex1_macro_f1_and_the_weakest_class(fmnist):
     for r in learn.history[1::2]: assert min(range(10), key=lambda i: r['f1'][i]) == 6     # Shirt
 
 @pytest.mark.slow
-def test_metrics_ex2_the_mean_of_batch_accuracies(fmnist):
+def test_metrics_ex2_the_mean_of_batch_accuracies(fashion_arrays):
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     dls = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=384)
     learn = Learner(_metrics_mlp(), dls, lr=3e-3, opt_func=torch.optim.Adam); learn.fit(3)
     dls_1111 = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv, yv, bs=256, val_bs=1111)
@@ -154,12 +154,12 @@ def test_metrics_ex2_the_mean_of_batch_accuracies(fmnist):
     assert abs(exact - mean_of_batches) > 0.01 and exact == _accuracy_by_hand(learn.model, dls.valid)[0]
 
 @pytest.mark.slow
-def test_metrics_ex3_watch_it_overfit(fmnist):
+def test_metrics_ex3_watch_it_overfit(fashion_arrays):
     from torcheval.metrics import MulticlassAccuracy
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
     from slowlearn.metrics import MetricsCB
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     learn = Learner(_metrics_mlp(), DataLoaders.from_tensors(xt[:1000], yt[:1000], xv, yv, bs=64, val_bs=1000), lr=3e-3,
                     opt_func=torch.optim.Adam, cbs=MetricsCB(MulticlassAccuracy()))
     learn.fit(10)
@@ -205,15 +205,15 @@ def test_predict_ex2_a_random_shift_the_model_never_saw():
 
 @pytest.mark.slow
 def test_predict_ex3_the_weakest_class_is_shirt():
-    from slowlearn.data import FMNIST_CLASSES
+    from slowlearn.data import FASHION_MNIST_CLASSES
     from slowlearn.predict import ClassificationInterpretation
-    interp = ClassificationInterpretation.from_learner(_flip_trained(1), vocab=FMNIST_CLASSES)
+    interp = ClassificationInterpretation.from_learner(_flip_trained(1), vocab=FASHION_MNIST_CLASSES)
     cm = interp.confusion_matrix()
     recall = cm.diag() / cm.sum(1)
     worst = recall.argmin().item()
-    assert FMNIST_CLASSES[worst] == 'Shirt' and recall[worst] < 0.7
+    assert FASHION_MNIST_CLASSES[worst] == 'Shirt' and recall[worst] < 0.7
     row = cm[worst].clone(); row[worst] = 0
-    assert {FMNIST_CLASSES[j] for j in row.topk(2).indices.tolist()} == {'T-shirt/top', 'Coat'}
+    assert {FASHION_MNIST_CLASSES[j] for j in row.topk(2).indices.tolist()} == {'T-shirt/top', 'Coat'}
     assert {('Shirt', 'T-shirt/top'), ('Shirt', 'Coat')} <= {(a, q) for a, q, _ in interp.most_confused()}
 
 # ---- 05 optim ----------------------------------------------------------------------------------------------------
@@ -274,16 +274,16 @@ def _plain_cnn(act=nn.ReLU):
     return nn.Sequential(*[nn.Sequential(nn.Conv2d(ni, nf, 3, s, 1), act()) for ni, nf, s in chans],
                          nn.Conv2d(64, 10, 3, 2, 1), nn.Flatten())
 
-def test_init_ex1_a_shift_without_leak_leaves_zero_gradients(fmnist):
+def test_init_ex1_a_shift_without_leak_leaves_zero_gradients(fashion_arrays):
     from functools import partial
     from slowlearn.init import GeneralReLU, init_weights
     torch.manual_seed(1)
     m = init_weights(_plain_cnn(partial(GeneralReLU, 0., 0.4)))
-    x = fmnist[0][:256]
+    x = fashion_arrays[0][:256]
     acts = []
     def keep_grad(mod, inp, out): inp[0].register_hook(acts.append)      # the gradient at the activation's input
     hooks = [mod.register_forward_hook(keep_grad) for mod in m.modules() if isinstance(mod, GeneralReLU)]
-    F.cross_entropy(m(x), fmnist[1][:256]).backward()
+    F.cross_entropy(m(x), fashion_arrays[1][:256]).backward()
     for h in hooks: h.remove()
     assert max((g != 0).any(0).logical_not().float().mean().item() for g in acts) > 0
 
@@ -298,10 +298,10 @@ def test_init_ex2_the_tanh_gain():
     gs = [act_stds(partial(xavier_normal_, gain=g), torch.tanh)[-1] for g in (1, 1.2, 1.4, 5/3, 2)]
     assert gs == sorted(gs) and 0.1 < gs[0] < 0.2 and 0.6 < gs[-1] < 0.8      # about 0.13 at 1, about 0.7 at 2
 
-def test_init_ex3_fan_out_shrinks_the_activations(fmnist):
+def test_init_ex3_fan_out_shrinks_the_activations(fashion_arrays):
     from functools import partial
     from slowlearn.init import init_weights, kaiming_normal_
-    xb = fmnist[0][:256]
+    xb = fashion_arrays[0][:256]
     def stds(init):
         torch.manual_seed(1); m = init_weights(_plain_cnn(), init); s, x = [], xb
         with torch.no_grad():
@@ -322,14 +322,14 @@ def _bn_cnn():
     blocks = [conv(ni, nf, act=act, norm=BatchNorm) for ni, nf in zip(chans, chans[1:])]
     return init_weights(nn.Sequential(*blocks, conv(64, 10, act=None, norm=None), nn.Flatten()), leak=0.1)
 
-def test_layers_ex1_small_batches_give_noisy_statistics(fmnist):
-    c0 = _bn_cnn()[0][0]; xt = fmnist[0]
+def test_layers_ex1_small_batches_give_noisy_statistics(fashion_arrays):
+    c0 = _bn_cnn()[0][0]; xt = fashion_arrays[0]
     def noise(bs, n=50):
         with torch.no_grad(): return torch.stack([c0(xt[k*bs:(k+1)*bs]).mean((0, 2, 3)) for k in range(n)]).std(0).mean()
     assert 2 < noise(8) / noise(64) < 4
 
-def test_layers_ex2_a_bias_before_batchnorm_does_not_move(fmnist):
-    xt, yt = fmnist[:2]
+def test_layers_ex2_a_bias_before_batchnorm_does_not_move(fashion_arrays):
+    xt, yt = fashion_arrays[:2]
     m = _bn_cnn()
     m[0][0] = nn.Conv2d(1, 8, 3, 2, 1, bias=True); nn.init.zeros_(m[0][0].bias)
     w0 = m[0][0].weight.detach().clone()
@@ -337,8 +337,8 @@ def test_layers_ex2_a_bias_before_batchnorm_does_not_move(fmnist):
     for i in range(5): F.cross_entropy(m(xt[i*64:(i+1)*64]), yt[i*64:(i+1)*64]).backward(); opt.step(); opt.zero_grad()
     assert m[0][0].bias.abs().max() < 1e-5 and (m[0][0].weight - w0).abs().max() > 1e-3
 
-def test_layers_ex3_eval_mode_with_one_image(fmnist):
-    xv = fmnist[2]; m = _bn_cnn()
+def test_layers_ex3_eval_mode_with_one_image(fashion_arrays):
+    xv = fashion_arrays[2]; m = _bn_cnn()
     with torch.no_grad():
         assert (m(xv[:1]) - m(xv[:256])[:1]).abs().max() > 0.1          # train mode: the batch's statistics
         m.eval(); assert_close(m(xv[:1]), m(xv[:256])[:1], rtol=1e-4, atol=1e-4)
@@ -346,33 +346,33 @@ def test_layers_ex3_eval_mode_with_one_image(fmnist):
 # ---- 07a models --------------------------------------------------------------------------------------------------
 
 def test_models_ex1_without_batchnorm_the_convs_get_a_bias():
-    from slowlearn.models import fmnist_cnn
-    assert fmnist_cnn(norm=None)[0][0].bias is not None and fmnist_cnn()[0][0].bias is None
+    from slowlearn.models import fashion_mnist_cnn
+    assert fashion_mnist_cnn(norm=None)[0][0].bias is not None and fashion_mnist_cnn()[0][0].bias is None
 
 @pytest.mark.slow
-def test_models_ex1_without_batchnorm_one_epoch_ends_lower(fmnist):
+def test_models_ex1_without_batchnorm_one_epoch_ends_lower(fashion_arrays):
     from torcheval.metrics import MulticlassAccuracy
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
     from slowlearn.metrics import MetricsCB
-    from slowlearn.models import fmnist_cnn
-    xt, yt, xv, yv = fmnist
+    from slowlearn.models import fashion_mnist_cnn
+    xt, yt, xv, yv = fashion_arrays
     small = DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv[:2_000], yv[:2_000], bs=128)
     def acc(norm):
         torch.manual_seed(0)
-        learn = Learner(fmnist_cnn(norm=norm), small, lr=0.1, cbs=[MetricsCB(MulticlassAccuracy())]); learn.fit(1)
+        learn = Learner(fashion_mnist_cnn(norm=norm), small, lr=0.1, cbs=[MetricsCB(MulticlassAccuracy())]); learn.fit(1)
         return learn.history[-1]['accuracy']
     assert acc(None) < acc(nn.BatchNorm2d)
 
 def test_models_ex2_half_the_width_is_about_a_quarter_of_the_weights():
-    from slowlearn.models import fmnist_cnn
-    n_full, n_half = (sum(p.numel() for p in fmnist_cnn(nfs=f).parameters()) for f in [(16, 32, 64, 128), (8, 16, 32, 64)])
+    from slowlearn.models import fashion_mnist_cnn
+    n_full, n_half = (sum(p.numel() for p in fashion_mnist_cnn(nfs=f).parameters()) for f in [(16, 32, 64, 128), (8, 16, 32, 64)])
     assert 0.2 < n_half / n_full < 0.3, (n_half, n_full)
 
 def test_models_ex3_another_image_size():
-    from slowlearn.models import fmnist_cnn
-    assert fmnist_cnn()(torch.randn(2, 1, 32, 32)).shape == (2, 10)
-    assert fmnist_cnn()[:-1](torch.randn(2, 1, 64, 64)).shape == (2, 10, 2, 2)
+    from slowlearn.models import fashion_mnist_cnn
+    assert fashion_mnist_cnn()(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    assert fashion_mnist_cnn()[:-1](torch.randn(2, 1, 64, 64)).shape == (2, 10, 2, 2)
 
 # ---- 08 sched ---------------------------------------------------------------------------------------------------
 
@@ -382,18 +382,18 @@ def _tiny_dls():
     xr, yr = torch.randn(64, 4), torch.randint(0, 2, (64,))
     return DataLoaders.from_tensors(xr, yr, xr[:32], yr[:32], bs=16)
 
-def _sched_sub(fmnist):
+def _sched_sub(fashion_arrays):
     from slowlearn.data import DataLoaders
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     return DataLoaders.from_tensors(xt[:10_000], yt[:10_000], xv[:2000], yv[:2000], bs=128)
 
 def _find_lr(sub, beta):
     from slowlearn.learner import Learner
-    from slowlearn.models import fmnist_cnn
+    from slowlearn.models import fashion_mnist_cnn
     from slowlearn.optim import AdamW
     from slowlearn.sched import LRFinderCB
     torch.manual_seed(0)
-    learn = Learner(fmnist_cnn(), sub, opt_func=AdamW)
+    learn = Learner(fashion_mnist_cnn(), sub, opt_func=AdamW)
     cb = LRFinderCB(beta=beta)
     learn.fit(1, valid=False, cbs=cb, lr=cb.start_lr, steps_per_epoch=cb.num_it, reset_opt=True)
     return cb
@@ -404,8 +404,8 @@ def _smooth(xs, beta):
     return out
 
 @pytest.mark.slow
-def test_sched_ex1_a_middle_smoothing_puts_the_minimum_in_between(fmnist):
-    sub = _sched_sub(fmnist)
+def test_sched_ex1_a_middle_smoothing_puts_the_minimum_in_between(fashion_arrays):
+    sub = _sched_sub(fashion_arrays)
     at_min = {}
     for beta in (0.8, 0.98):
         c = _find_lr(sub, beta); s = [x for x in c.smooth if math.isfinite(x)]
@@ -434,17 +434,17 @@ def test_sched_ex3_a_weight_decay_schedule():
     assert_close(torch.tensor(rec['wd']), torch.tensor([1e-2*(1 - i/8) for i in range(8)]), rtol=1e-9, atol=0)
 
 @pytest.mark.slow
-def test_sched_ex4_a_tenth_of_the_steepest_lr_wastes_the_epoch(fmnist):
+def test_sched_ex4_a_tenth_of_the_steepest_lr_wastes_the_epoch(fashion_arrays):
     from torcheval.metrics import MulticlassAccuracy
     from slowlearn.learner import Learner
     from slowlearn.metrics import MetricsCB
-    from slowlearn.models import fmnist_cnn
+    from slowlearn.models import fashion_mnist_cnn
     from slowlearn.optim import AdamW
-    sub = _sched_sub(fmnist)
+    sub = _sched_sub(fashion_arrays)
     steep = _find_lr(sub, 0.8).suggest().steep
     def valid_loss(lr):
         torch.manual_seed(0)
-        learn = Learner(fmnist_cnn(), sub, opt_func=AdamW, cbs=MetricsCB(MulticlassAccuracy())); learn.fit(1, lr=lr)
+        learn = Learner(fashion_mnist_cnn(), sub, opt_func=AdamW, cbs=MetricsCB(MulticlassAccuracy())); learn.fit(1, lr=lr)
         return learn.history[-1]['loss']
     assert valid_loss(steep / 10) > valid_loss(steep) + 0.1
 
@@ -456,11 +456,11 @@ def _ckpt_mlp(seed=0, dropout=True):
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.2) if dropout else nn.Identity(), nn.Linear(64, 10))
 
 @pytest.mark.slow
-def test_checkpoint_ex1_without_dropout_the_generators_do_not_matter(fmnist):
+def test_checkpoint_ex1_without_dropout_the_generators_do_not_matter(fashion_arrays):
     "Resume after epoch 1 with model, optimizer, position and schedule but not the generators' states."
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner, Callback
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     class OneCycle(Callback):
         def before_fit(self, learn):
             self.sched = torch.optim.lr_scheduler.OneCycleLR(learn.opt, 1e-2, total_steps=learn.n_epochs * learn.n_steps)
@@ -489,12 +489,12 @@ def test_checkpoint_ex1_without_dropout_the_generators_do_not_matter(fmnist):
         assert same == (not dropout), dropout
 
 @pytest.mark.slow
-def test_checkpoint_ex2_a_larger_patience_stops_later(fmnist):
+def test_checkpoint_ex2_a_larger_patience_stops_later(fashion_arrays):
     from slowlearn.checkpoint import EarlyStoppingCB
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
     from slowlearn.metrics import MetricsCB
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     def overfit_learn(cbs=()):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -509,13 +509,13 @@ def test_checkpoint_ex2_a_larger_patience_stops_later(fmnist):
         assert es.best >= best - 1e-6
     assert ends == sorted(ends) and ends[0] < ends[-1]
 
-def test_checkpoint_ex3_a_new_head(fmnist, tmp_path):
+def test_checkpoint_ex3_a_new_head(fashion_arrays, tmp_path):
     from torcheval.metrics import MulticlassAccuracy
     from slowlearn.checkpoint import load_checkpoint
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
     from slowlearn.metrics import MetricsCB
-    xt, yt, xv, yv = fmnist
+    xt, yt, xv, yv = fashion_arrays
     saved = Learner(_ckpt_mlp(0), DataLoaders.from_tensors(xt[:6000], yt[:6000], xv[:2000], yv[:2000], bs=128), lr=1e-2,
                     opt_func=torch.optim.Adam)
     saved.fit(1); saved.save(tmp_path/'mlp.pt')
@@ -569,18 +569,18 @@ def test_callbacks_ex2_how_much_of_the_average_470_steps_hold():
     assert abs((1 - 0.999**470) - 0.375) < 0.005          # about 37%: the rest is still the first weights
 
 @pytest.mark.slow
-def test_callbacks_ex3_clipping_halves_the_loss_spike(fmnist):
+def test_callbacks_ex3_clipping_halves_the_loss_spike(fashion_arrays):
     from slowlearn.callbacks import GradClipCB
     from slowlearn.data import DataLoaders
     from slowlearn.learner import Learner
-    from slowlearn.models import fmnist_cnn
+    from slowlearn.models import fashion_mnist_cnn
     from slowlearn.sched import RecorderCB
-    xt, yt = fmnist[:2]
+    xt, yt = fashion_arrays[:2]
     sub = DataLoaders.from_tensors(xt[:8192], yt[:8192], xt[:256], yt[:256], bs=256)
     peak = {}
     for name, cbs in (('no clip', []), ('clip', [GradClipCB(2.)])):
         torch.manual_seed(0); rec = RecorderCB()
-        Learner(fmnist_cnn(), sub, lr=1., cbs=[rec, *cbs]).fit(1, valid=False)
+        Learner(fashion_mnist_cnn(), sub, lr=1., cbs=[rec, *cbs]).fit(1, valid=False)
         peak[name] = max(rec['loss'][:10])
     assert 7 < peak['no clip'] < 12 and peak['clip'] < 0.6 * peak['no clip'], peak
 
@@ -633,9 +633,9 @@ def test_cli_ex2_a_config_file_with_a_typo(tmp_path):
 def test_finetune_ex1_freeze_to_a_middle_group():
     from slowlearn.finetune import bn_params
     from slowlearn.learner import Learner
-    from slowlearn.models import fmnist_cnn
+    from slowlearn.models import fashion_mnist_cnn
     def splitter(m): return [m[:2].parameters(), m[2:4].parameters(), m[4:].parameters()]
-    learn = Learner(fmnist_cnn(n_out=5), [], splitter=splitter)
+    learn = Learner(fashion_mnist_cnn(n_out=5), [], splitter=splitter)
     bn = bn_params(learn.model)
     for train_bn in (True, False):
         learn.freeze_to(1, train_bn=train_bn)

@@ -293,7 +293,7 @@ def test_numpy_integer_settings_become_ints(tmp_path):
     assert (cfg.epochs, cfg.bs, cfg.widths, cfg.n_train) == (2, 64, (8,), 100) and type(cfg.epochs) is int
     cfg.save(tmp_path/'c.json'); assert TrainConfig.load(tmp_path/'c.json') == cfg
 
-def test_a_run_fills_its_folder(tmp_path, fake_fmnist):
+def test_a_run_fills_its_folder(tmp_path, fake_fashion_mnist):
     learn = fit_config(SMALL, tmp_path/'run', progress=False)
     names = {p.name for p in (tmp_path/'run').iterdir()}
     assert names == {'config.json', 'history.csv', 'checkpoints', 'model.pt', 'loss.png', 'lr.png'}
@@ -303,11 +303,11 @@ def test_a_run_fills_its_folder(tmp_path, fake_fmnist):
     assert all(torch.equal(sd[k], v) for k,v in learn.model.state_dict().items())
     assert len(learn.dls.train.tensors[0]) == 200 and len(learn.dls.valid.tensors[0]) == 64
 
-def test_same_config_same_run(fake_fmnist):
+def test_same_config_same_run(fake_fashion_mnist):
     a,b = fit_config(SMALL, progress=False),fit_config(SMALL, progress=False)
     assert all(torch.equal(a.model.state_dict()[k], v) for k,v in b.model.state_dict().items()) and a.history == b.history
 
-def test_a_killed_run_resumed_ends_like_an_uninterrupted_one(tmp_path, fake_fmnist):
+def test_a_killed_run_resumed_ends_like_an_uninterrupted_one(tmp_path, fake_fashion_mnist):
     ref = fit_config(SMALL, tmp_path/'ref', progress=False)
     class Kill(Callback):
         def before_epoch(self, learn):
@@ -317,7 +317,7 @@ def test_a_killed_run_resumed_ends_like_an_uninterrupted_one(tmp_path, fake_fmni
     assert all(torch.equal(ref.model.state_dict()[k], v) for k,v in learn.model.state_dict().items())
     assert (tmp_path/'run'/'history.csv').read_text() == (tmp_path/'ref'/'history.csv').read_text()
 
-def test_resuming_with_another_config_is_refused(tmp_path, fake_fmnist):
+def test_resuming_with_another_config_is_refused(tmp_path, fake_fashion_mnist):
     fit_config(replace(SMALL, epochs=1), tmp_path/'run', progress=False)
     with pytest.raises(ValueError, match='describes another run'):
         fit_config(replace(SMALL, epochs=1, lr=0.1), tmp_path/'run', resume=True, progress=False)
@@ -328,17 +328,17 @@ def lrs(cfg):
     rec = next(cb for cb in learn.cbs if hasattr(cb, 'recs'))
     return rec['lr']
 
-def test_warmup_cosine_schedule_follows_its_formula(fake_fmnist):
+def test_warmup_cosine_schedule_follows_its_formula(fake_fashion_mnist):
     cfg = replace(SMALL, sched='warmup_cosine', warmup=0.25, epochs=2)     # 7 batches an epoch: 14 steps, 4 warming up
     T,W = 14,round(0.25 * 14)
     want = [cfg.lr * t / W if t < W else cfg.lr * (1 + math.cos(math.pi * (t - W) / (T - W))) / 2 for t in range(T)]
     assert lrs(cfg) == pytest.approx(want, rel=1e-9, abs=1e-12)
 
-def test_constant_schedule_warms_up_then_stays(fake_fmnist):
+def test_constant_schedule_warms_up_then_stays(fake_fashion_mnist):
     cfg = replace(SMALL, sched='constant', warmup=0.25, epochs=2)
     assert lrs(cfg) == pytest.approx([cfg.lr * min(1, t / 4) for t in range(14)], rel=1e-9)
 
-def test_one_cycle_schedule_is_fit_one_cycles(fake_fmnist):
+def test_one_cycle_schedule_is_fit_one_cycles(fake_fashion_mnist):
     # fit_one_cycle's formula by hand: half-cosine from lr/25 up to lr over the warm-up, then down to lr/1e5
     cfg = replace(SMALL, sched='one_cycle', warmup=0.3, epochs=2)     # 7 batches an epoch: 14 steps
     def cos(a, b, p): return a + (1 - math.cos(math.pi * p)) * (b - a) / 2
@@ -346,7 +346,7 @@ def test_one_cycle_schedule_is_fit_one_cycles(fake_fmnist):
     assert lrs(cfg) == pytest.approx(want, rel=1e-9)
 
 @pytest.mark.parametrize('opt', ['adamw', 'sgd'])
-def test_one_cycle_cycles_the_momentum_of_our_optimizers(fake_fmnist, opt):
+def test_one_cycle_cycles_the_momentum_of_our_optimizers(fake_fashion_mnist, opt):
     from slowlearn.sched import RecorderCB
     rec = RecorderCB(mom='momentum')       # Adam's beta1, or SGD's momentum
     learn = fit_config(replace(SMALL, opt=opt, epochs=2), cbs=[rec], progress=False)   # 14 steps, 25% warming up
@@ -355,11 +355,11 @@ def test_one_cycle_cycles_the_momentum_of_our_optimizers(fake_fmnist, opt):
     want = [cos(0.95, 0.85, t/14/0.25) if t/14 < 0.25 else cos(0.85, 0.95, (t/14 - 0.25)/0.75) for t in range(14)]
     assert rec['mom'] == pytest.approx(want, rel=1e-9)
 
-def test_accumulate_steps_once_per_group_of_batches(fake_fmnist):
+def test_accumulate_steps_once_per_group_of_batches(fake_fashion_mnist):
     learn = fit_config(replace(SMALL, accumulate=3, epochs=1), progress=False)     # 7 batches an epoch: steps after 3, 6 and 7
     assert learn.train_iter == 3
 
-def test_patience_stops_the_run_where_the_rule_says(fake_fmnist):
+def test_patience_stops_the_run_where_the_rule_says(fake_fashion_mnist):
     cfg = replace(SMALL, epochs=6, lr=0.3, sched='constant', warmup=0., opt='sgd')
     full = [h['loss'] for h in fit_config(cfg, progress=False).history if h['phase'] == 'valid']
     def stop_after(losses, patience):      # epochs run: stop once `patience` epochs in a row bring no new best
@@ -395,7 +395,7 @@ def test_set_seed_lives_next_to_rng_states_and_keeps_its_old_imports():
     set_seed(5); st = C.rng_states(); a = torch.rand(2)
     set_seed(5); assert all(torch.equal(x, y) for x,y in ((C.rng_states()['torch'], st['torch']), (torch.rand(2), a)))
 
-def test_accumulate_is_the_big_batch_without_batchnorm_only(fake_fmnist):
+def test_accumulate_is_the_big_batch_without_batchnorm_only(fake_fashion_mnist):
     "4 batches of 16 accumulated step like one of 64 for the MLP; the CNN's BatchNorm normalises each batch of 16 by itself."
     def weights(model, bs, acc):
         cfg = replace(SMALL, model=model, widths=(16,) if model == 'mlp' else (4, 8), n_train=192, epochs=1, bs=bs, accumulate=acc,

@@ -134,3 +134,27 @@ def test_numbering_check_sees_a_gap_a_letter_and_a_missing_row():
     assert len(lesson_numbering_problems(['00_a', '01a_b', '03_c'], table('00_a', '01a_b', '03_c'))) == 2
     assert len(lesson_numbering_problems(['00_a', '01_b'], table('00_a'))) == 1
 
+
+_rs = importlib.util.spec_from_file_location('reading_size', Path(__file__).parent.parent/'tools'/'reading_size.py')
+reading_size = importlib.util.module_from_spec(_rs); _rs.loader.exec_module(reading_size)
+
+def main_text_problems(cells, max_words=2500, max_lines=40):
+    "What makes a lesson's main text (before '## Under the hood' or '## Exercises') heavy: too many words, or a code cell too long."
+    main = reading_size._main(cells)
+    words, _ = reading_size._size(main)
+    bad = [f"{words:,} words of main text (at most {max_words:,})"] if words > max_words else []
+    for i, c in enumerate(main):
+        if c['cell_type'] == 'code' and (n := sum(1 for l in _src(c).splitlines() if l.strip())) > max_lines:
+            bad.append(f"cell {i} has {n} code lines before 'Under the hood' (at most {max_lines})")
+    return bad
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_main_text_is_lean(path):
+    "The main text ends at the smallest checked version: at most 2,500 words, no code cell over 40 lines; library code goes under '## Under the hood'."
+    assert not (bad := main_text_problems(json.loads(path.read_text())['cells'])), f"{path.name}: " + '; '.join(bad)
+
+def test_main_text_check_sees_long_text_and_long_cells():
+    md = lambda s: {'cell_type': 'markdown', 'source': s}; code = lambda n: {'cell_type': 'code', 'source': 'x = 1\n'*n}
+    assert main_text_problems([md('word ' * 2500), code(40)]) == []
+    assert len(main_text_problems([md('word ' * 2501), code(41)])) == 2
+    assert main_text_problems([md('## Under the hood'), code(200), md('word ' * 3000)]) == []   # back matter is not main text

@@ -17,8 +17,8 @@ NUM = re.compile(r'(?<![\w.,])(\d+\.\d+|\d{1,3}(?:,\d{3})+|\d{3,})(?![\w.]|,\d)'
 SOLUTIONS = Path(__file__).parent.parent/'tests'/'test_exercises.py'
 
 # (lesson name without its number, number as written): why it needs no cell; by name, so renumbering keeps them
-_FMNIST = "the size of Fashion-MNIST's training set, a fact of the dataset that the data lesson prints"
-EXCEPTIONS = {('sched', '60,000'): _FMNIST, ('resnet', '60,000'): _FMNIST}
+_FASHION_MNIST = "the size of Fashion-MNIST's training set, a fact of the dataset that the data lesson prints"
+EXCEPTIONS = {('sched', '60,000'): _FASHION_MNIST, ('resnet', '60,000'): _FASHION_MNIST}
 
 def _src(c): return c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
 
