@@ -159,10 +159,12 @@ class CompileOrEager:
 # %% ../nbs/00_core.ipynb #19b19f64
 def _check_lr(lr):
     "`lr` if it is a number >= 0, a `slice(lo, hi)` or `slice(hi)` of such, or a non-empty list of them (one per param group)."
-    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-    if isinstance(lr, slice): good = lr.step is None and ok(lr.stop) and (lr.start is None or ok(lr.start) and lr.start > 0)
-    elif isinstance(lr, (list, tuple)): good = len(lr) > 0 and all(map(ok, lr))
-    else: good = ok(lr)
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    parts = [lr.start, lr.stop] if isinstance(lr, slice) else list(lr) if isinstance(lr, (list, tuple)) else [lr]
+    if not all(num(v) or v is None and isinstance(lr, slice) for v in parts):   # a slice's start may be None
+        raise TypeError(f"lr must be a number, a slice of numbers or a list of numbers (one per param group), got {lr!r}")
+    if isinstance(lr, slice): good = lr.step is None and lr.stop is not None and lr.stop >= 0 and (lr.start is None or lr.start > 0)
+    else: good = len(parts) > 0 and all(v >= 0 for v in parts)
     if not good:
         raise ValueError(f"lr must be a number >= 0, a slice(lo, hi) with lo > 0, a slice(hi) or a list of them (one per param group), got {lr!r}")
     return lr

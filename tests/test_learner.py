@@ -294,10 +294,10 @@ def test_state_exposed_while_fitting():
 def test_bad_n_epochs_is_a_value_or_type_error(bad, exc):
     with pytest.raises(exc, match='n_epochs'): Learner(nn.Linear(3, 1), tiny_dls()).fit(bad)
 
-@pytest.mark.parametrize('bad', [-0.1, float('nan'), 'fast'])
-def test_bad_lr_is_a_value_error(bad):
-    with pytest.raises(ValueError, match='lr'): Learner(nn.Linear(3, 1), tiny_dls(), lr=bad)
-    with pytest.raises(ValueError, match='lr'): Learner(nn.Linear(3, 1), tiny_dls()).fit(1, lr=bad)
+@pytest.mark.parametrize('bad,exc', [(-0.1, ValueError), (float('nan'), ValueError), ('fast', TypeError)])
+def test_bad_lr_is_a_value_or_type_error(bad, exc):
+    with pytest.raises(exc, match='lr'): Learner(nn.Linear(3, 1), tiny_dls(), lr=bad)
+    with pytest.raises(exc, match='lr'): Learner(nn.Linear(3, 1), tiny_dls()).fit(1, lr=bad)
 
 def test_with_cbs_rejects_unknown_level():
     with pytest.raises(ValueError, match='nm'): with_cbs('step')
@@ -384,9 +384,13 @@ def test_a_splitter_that_misses_or_repeats_parameters_is_a_clear_error(splitter,
 def test_more_rates_than_groups_is_a_clear_error(lr, splitter, msg):
     with pytest.raises(ValueError, match=msg): Learner(seq(), tiny_dls(), F.mse_loss, lr=lr, splitter=splitter).fit(1)
 
-@pytest.mark.parametrize('lr', [slice(0, 1e-2), slice(1e-3, 1e-2, 2), slice(None), [], [0.1, -1], 'x', True])
+@pytest.mark.parametrize('lr', [slice(0, 1e-2), slice(1e-3, 1e-2, 2), slice(None), [], [0.1, -1], -0.1, float('nan')])
 def test_bad_lr_is_a_clear_error(lr):
     with pytest.raises(ValueError, match='lr must be a number >= 0, a slice'): Learner(seq(), tiny_dls(), lr=lr)
+
+@pytest.mark.parametrize('lr', ['x', True, None, [0.1, '1'], slice('a', 1.), {0.1}])
+def test_an_lr_of_the_wrong_type_is_a_type_error(lr):
+    with pytest.raises(TypeError, match='lr must be a number, a slice of numbers or a list'): Learner(seq(), tiny_dls(), lr=lr)
 
 def test_a_splitter_must_be_a_function():
     with pytest.raises(TypeError, match='splitter must be None or callable'): Learner(seq(), tiny_dls(), splitter=[1])
