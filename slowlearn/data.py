@@ -423,6 +423,7 @@ def find_bs(b):
 
 def split_batch(b, n_inp=1, target_keys=('labels',)):
     "`(inputs, targets)` of batch `b`: a tuple's first `n_inp` items and the rest; a dict's entries other than `target_keys`, and the values of those it has; a tensor is inputs only."
+    if type(b) is tuple: return b[:n_inp], b[n_inp:]   # the common case first: it runs twice a batch
     if isinstance(b, Mapping):
         ks = _check_keys(target_keys)
         return {k: v for k,v in b.items() if k not in ks}, tuple(b[k] for k in ks if k in b)

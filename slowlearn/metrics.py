@@ -12,7 +12,7 @@ from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
 from .learner import Callback, model_device
-from .data import find_bs, _len
+from .data import find_bs, _len, batch_format
 from .core import ORDER, _check_callable
 
 
@@ -71,7 +71,7 @@ def _targets(yb):
 class MetricsCB(Callback):
     "Compute `metrics` (torcheval metrics, or functions `f(preds, targets)`) on `preds_func(learn.preds)`, and the mean loss, per epoch and phase, appending records to `learn.history`."
     order = ORDER.metrics
-    flush_numel = 2**16   # fold the buffered batches in once their predictions hold this many elements
+    flush_numel = 2**18   # fold the buffered batches in once their predictions hold this many elements
     def __init__(self, *ms, preds_func=logits_of, **metrics):
         for m in ms: metrics[metric_name(m)] = m
         for k,m in metrics.items():
@@ -80,57 +80,73 @@ class MetricsCB(Callback):
                 if not callable(m): raise TypeError(f"metric {k!r} must be a torcheval metric (update/compute/reset) or a function f(preds, targets), got {type(m).__name__}")
                 metrics[k] = AvgMetric(m)
         _check_callable('preds_func', preds_func)
-        self._metrics,self.preds_func,self._buf,self._every,self._loss_sum,self._n = metrics,preds_func,[],1,None,0
+        self._metrics,self.preds_func,self._n_inp = metrics,preds_func,1
+        self._reset()
+
+    def _reset(self): self._ps,self._ys,self._ls,self._ns,self._every,self._loss_sum,self._loss_f,self._n = [],[],[],[],1,None,None,0
 
     # readers from outside (checkpoints, distributed training) always see every batch so far folded in
     @property
     def metrics(self): "The metrics, updated with every batch seen so far."; self._flush(); return self._metrics
     @property
-    def loss_sum(self): "Sum of batch size × batch mean loss so far this epoch (a tensor, or None)."; self._flush(); return self._loss_sum
+    def loss_sum(self):
+        "Sum of batch size × batch mean loss so far this epoch (a float64 tensor, or None before any batch)."
+        self._flush()
+        if self._loss_f is None: return self._loss_sum
+        s = torch.tensor(self._loss_f, dtype=torch.float64)
+        return s if self._loss_sum is None else self._loss_sum + s.to(self._loss_sum.device)
     @loss_sum.setter
-    def loss_sum(self, v): self._flush(); self._loss_sum = v
+    def loss_sum(self, v):
+        self._flush()
+        on_cpu = v is not None and v.device.type == 'cpu'
+        self._loss_sum,self._loss_f = (None, v.item()) if on_cpu else (v, None)   # a CPU sum goes on in the same order
     @property
-    def n(self): "Number of samples seen so far this epoch."; self._flush(); return self._n
+    def n(self): "Number of samples seen so far this epoch."; return self._n
     @n.setter
-    def n(self, v): self._flush(); self._n = v
+    def n(self, v): self._n = v
 
     def before_fit(self, learn):
         dev = model_device(learn.model)
         for m in self._metrics.values(): m.to(dev)
+        self._n_inp = batch_format(getattr(learn, 'dls', None))[0]   # to take a tuple batch's targets as `learn.yb` does
 
     def before_epoch(self, learn):
         for m in self._metrics.values(): m.reset()
-        self._buf,self._every,self._loss_sum,self._n = [],1,None,0
+        self._reset()
 
     def after_batch(self, learn):
-        # the least work per batch: keep references, fold them in later (`_flush`); detached, so no graph is kept
-        b = learn.batch
-        n = len(b[0]) if type(b) is tuple and isinstance(b[0], torch.Tensor) else find_bs(b)   # find_bs's common case
-        p = y = None   # the loss alone needs neither
-        if self._metrics: p,y = self.preds_func(learn.preds).detach(),_targets(learn.yb)
-        if not self._buf: self._every = self.flush_numel if p is None else max(self.flush_numel // (p.numel() or 1), 1)
-        self._buf.append((p, y, learn.loss.detach(), n))
-        if len(self._buf) >= self._every: self._flush()
+        # the least work per batch, as each tensor op costs microseconds in the loop: a loss on the CPU is read at once
+        # (no device to wait for); other tensors are kept, detached so no graph is kept, and folded in later (`_flush`)
+        b,loss = learn.batch,learn.loss
+        n = b[0].shape[0] if type(b) is tuple and isinstance(b[0], torch.Tensor) and b[0].ndim else find_bs(b)   # find_bs's common case
+        self._n += n
+        if loss.is_cpu: self._loss_f = loss.item()*n if self._loss_f is None else self._loss_f + loss.item()*n
+        else: self._ls.append(loss.detach()); self._ns.append(n)
+        if self._metrics:
+            p = self.preds_func(learn.preds).detach()
+            self._ps.append(p); self._ys.append(b[self._n_inp] if type(b) is tuple and len(b) == self._n_inp + 1 else _targets(learn.yb))
+            if len(self._ps) == 1: self._every = max(self.flush_numel // (p.numel() or 1), 1)
+            if len(self._ps) >= self._every: self._flush()
+        elif len(self._ls) >= self.flush_numel: self._flush()
 
     def _flush(self):
         "Update the metrics and the loss sum with the buffered batches, all at once."
-        if not self._buf: return
-        ps,ys,ls,ns = zip(*self._buf)
-        self._buf = []
-        if self._metrics:
-            i = 0
+        if self._ps:
+            ps,ys,i = self._ps,self._ys,0
+            self._ps,self._ys = [],[]
             for j in range(1, len(ps) + 1):   # runs of batches whose predictions can be concatenated
                 if j == len(ps) or ps[j].shape[1:] != ps[i].shape[1:]: self._update(ps[i:j], ys[i:j]); i = j
-        w = torch.tensor(ns, dtype=torch.float64, device=ls[0].device)
-        s = torch.dot(torch.stack(ls).double().reshape(len(ls)), w)
-        self._loss_sum = s if self._loss_sum is None else self._loss_sum + s
-        self._n += sum(ns)
+        if self._ls:   # losses on a device: one sum for the buffered batches
+            ls,ns = self._ls,self._ns
+            self._ls,self._ns = [],[]
+            s = torch.dot(torch.stack(ls).double().reshape(len(ls)), torch.tensor(ns, dtype=torch.float64, device=ls[0].device))
+            self._loss_sum = s if self._loss_sum is None else self._loss_sum + s
 
     def _update(self, ps, ys):
         "Update each metric with batches `ps`, `ys`: concatenated, but one by one for a function (a mean per batch) or targets that are no tensor."
-        whole = None
+        whole,cat = None,len(ps) > 1 and all(isinstance(y, torch.Tensor) for y in ys)
         for m in self._metrics.values():
-            if len(ps) == 1 or isinstance(m, AvgMetric) or not all(isinstance(y, torch.Tensor) for y in ys):
+            if not cat or isinstance(m, AvgMetric):
                 for p,y in zip(ps, ys): m.update(p, y)
             else:
                 if whole is None: whole = torch.cat(ps),torch.cat(ys)
