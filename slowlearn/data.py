@@ -2,8 +2,8 @@
 
 # %% auto #0
 __all__ = ['FASHION_MNIST_FILES', 'FASHION_MNIST_MIRRORS', 'FASHION_MNIST_CLASSES', 'SHAKESPEARE_URL', 'SHAKESPEARE_SHA256',
-           'read_idx', 'data_cache_dir', 'fashion_mnist_cache_dir', 'download_fashion_mnist', 'fashion_mnist_folder',
-           'load_fashion_mnist', 'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist', 'holdout_split',
+           'read_idx', 'data_cache_dir', 'fashion_mnist_cache_dir', 'fashion_mnist_folder', 'load_fashion_mnist',
+           'epoch_seed', 'TensorLoader', 'DataLoaders', 'fashion_mnist', 'holdout_split', 'download_fashion_mnist',
            'tiny_shakespeare_file', 'CharVocab', 'WindowLoader', 'tiny_shakespeare', 'ResumableLoader', 'VirtualEpochs',
            'epoch_loader', 'find_bs', 'split_batch', 'batch_format', 'call_model', 'map_input', 'map_tensors',
            'default_device', 'to_device', 'model_device']
@@ -66,31 +66,6 @@ def data_cache_dir(name):
 def fashion_mnist_cache_dir():
     "The user cache folder for Fashion-MNIST: `$XDG_CACHE_HOME/slowlearn/fashion_mnist`, by default under `~/.cache`."
     return data_cache_dir('fashion_mnist')
-
-def _fetch(urls, digest, algo='md5', timeout=30):
-    "The bytes at the first of `urls` that answers with content whose `algo` hash is `digest`; `OSError` listing every failure if none does."
-    errs = []
-    for url in urls:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r: data = r.read()
-        except (OSError, ValueError, http.client.HTTPException) as e: errs.append(f"{url}: {e}"); continue
-        if (got := hashlib.new(algo, data).hexdigest()) == digest: return data
-        errs.append(f"{url}: {algo} {got}, expected {digest}")
-    raise OSError('; '.join(errs))
-
-def _where_help(folder):
-    return (f"put {', '.join(FASHION_MNIST_FILES)} in {folder}, or pass path= (or set the SLOWLEARN_DATA environment "
-            f"variable, read as $SLOWLEARN_DATA/fashion_mnist) to point at a folder that holds them")
-
-def download_fashion_mnist(dest=None, mirrors=None, timeout=30):
-    "Download the official Fashion-MNIST files missing from `dest` (default: the user cache), checking their md5."
-    dest = make_dir(dest or fashion_mnist_cache_dir())
-    for name, md5 in FASHION_MNIST_FILES.items():
-        if (dest/name).is_file(): continue
-        try: data = _fetch([f'{m}{name}' for m in (mirrors or FASHION_MNIST_MIRRORS)], md5, timeout=timeout)
-        except OSError as e: raise FileNotFoundError(f"could not download {name} ({e}); {_where_help(dest)}") from None
-        atomic_write(dest/name, lambda f: f.write(data))   # an interrupted download never looks complete
-    return dest
 
 def fashion_mnist_folder(path=None):
     "The folder holding the Fashion-MNIST files: `path`, else `$SLOWLEARN_DATA/fashion_mnist`, else the user cache."
@@ -207,6 +182,32 @@ def holdout_split(n, valid, seed=0):
     _check_int('valid', valid, 1, n - 1); _check_int('split_seed', seed, 0)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[valid:].sort().values, perm[:valid].sort().values
+
+# %% ../nbs/01_data.ipynb #e8d12cec
+def _fetch(urls, digest, algo='md5', timeout=30):
+    "The bytes at the first of `urls` that answers with content whose `algo` hash is `digest`; `OSError` listing every failure if none does."
+    errs = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r: data = r.read()
+        except (OSError, ValueError, http.client.HTTPException) as e: errs.append(f"{url}: {e}"); continue
+        if (got := hashlib.new(algo, data).hexdigest()) == digest: return data
+        errs.append(f"{url}: {algo} {got}, expected {digest}")
+    raise OSError('; '.join(errs))
+
+def _where_help(folder):
+    return (f"put {', '.join(FASHION_MNIST_FILES)} in {folder}, or pass path= (or set the SLOWLEARN_DATA environment "
+            f"variable, read as $SLOWLEARN_DATA/fashion_mnist) to point at a folder that holds them")
+
+def download_fashion_mnist(dest=None, mirrors=None, timeout=30):
+    "Download the official Fashion-MNIST files missing from `dest` (default: the user cache), checking their md5."
+    dest = make_dir(dest or fashion_mnist_cache_dir())
+    for name, md5 in FASHION_MNIST_FILES.items():
+        if (dest/name).is_file(): continue
+        try: data = _fetch([f'{m}{name}' for m in (mirrors or FASHION_MNIST_MIRRORS)], md5, timeout=timeout)
+        except OSError as e: raise FileNotFoundError(f"could not download {name} ({e}); {_where_help(dest)}") from None
+        atomic_write(dest/name, lambda f: f.write(data))   # an interrupted download never looks complete
+    return dest
 
 # %% ../nbs/01_data.ipynb #6214433b
 SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'

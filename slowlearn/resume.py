@@ -42,21 +42,6 @@ def set_rng_states(st):
         else: warnings.warn(f"checkpoint has CUDA RNG states for {len(st['cuda'])} devices, this machine has "
                             f"{torch.cuda.device_count()}: CUDA random numbers will differ from the original run")
 
-# %% ../nbs/03_resume.ipynb #e4684b26
-class LoadAtFitMixin:
-    "For a callback whose state lives in objects `before_fit` builds: `load_state_dict` loads at once when they exist, else at the next fit."
-    _pending,_in_fit = None,False
-    def _can_load(self): return self._in_fit   # override when the objects outlive a fit
-    def load_state_dict(self, sd):
-        "Restore what `state_dict` returned: at once if the fit built what it goes into, else when the next fit starts."
-        if self._can_load(): self._load(sd)
-        else: self._pending = sd
-    def _load_pending(self):
-        "Call at the end of `before_fit`, once the objects are built: load the state kept for this fit."
-        if self._pending is not None: self._load(self._pending)
-        self._pending,self._in_fit = None,True
-    def cleanup_fit(self, learn): self._in_fit = False
-
 # %% ../nbs/03_resume.ipynb #da019ff2
 @patch
 def position(self:Learner, end=False):
@@ -72,3 +57,18 @@ def seek(self:Learner, pos):
 
 Learner.train_iter = property(lambda self: self.opt_steps, doc="`opt_steps` by its former name (in fastai `train_iter` counts batches).")
 
+
+# %% ../nbs/03_resume.ipynb #e4684b26
+class LoadAtFitMixin:
+    "For a callback whose state lives in objects `before_fit` builds: `load_state_dict` loads at once when they exist, else at the next fit."
+    _pending,_in_fit = None,False
+    def _can_load(self): return self._in_fit   # override when the objects outlive a fit
+    def load_state_dict(self, sd):
+        "Restore what `state_dict` returned: at once if the fit built what it goes into, else when the next fit starts."
+        if self._can_load(): self._load(sd)
+        else: self._pending = sd
+    def _load_pending(self):
+        "Call at the end of `before_fit`, once the objects are built: load the state kept for this fit."
+        if self._pending is not None: self._load(self._pending)
+        self._pending,self._in_fit = None,True
+    def cleanup_fit(self, learn): self._in_fit = False
