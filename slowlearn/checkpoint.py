@@ -13,7 +13,7 @@ from .learner import Learner, Callback, CancelFitException, CancelStepException,
 from .data import _len, _has_state
 from .metrics import MetricsCB, epoch_record
 from .core import _check_int, _check_bool, _check_choice, ORDER, WriteError, atomic_write, make_dir, is_main_process
-from .resume import set_seed, rng_states, set_rng_states   # set_seed: kept importable from here
+from .resume import set_seed, rng_states, set_rng_states   # set_seed: later modules import it from here
 
 # %% ../nbs/11_checkpoint.ipynb #c5c02c2d
 class CheckpointError(RuntimeError):
