@@ -15,12 +15,38 @@ __all__ = ['batch_norm_train', 'batch_norm_train_', 'BatchNorm', 'LayerNorm', 'R
 def _check_eps(eps):
     if not eps > 0: raise ValueError(f"eps must be > 0, got {eps}")
 
+def _bn_dims(x):
+    "The dims `x`'s statistics reduce over (batch and spatial), and the shape that broadcasts a per-channel value."
+    return (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,)*(x.ndim - 2)
+
+class _BatchNormTrain(torch.autograd.Function):
+    "Training-mode batch norm with its backward written out: one pass over `x` for the statistics, one over `x` and the gradient back."
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        dims, shape = _bn_dims(x)
+        xf = x.float()                                   # float32 statistics, also for 16-bit x
+        k = xf[(0, slice(None)) + (0,)*(x.ndim - 2)].view(shape)   # one value of each channel: sums of x - k keep their precision whatever the mean
+        dm = (xf - k).mean(dims, keepdim=True)
+        var = ((xf - k).square().mean(dims, keepdim=True) - dm.square()).clamp_min(0)
+        mean, rstd = k + dm, torch.rsqrt(var + eps)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        mean, var = mean.flatten(), var.flatten()
+        ctx.mark_non_differentiable(mean, var)
+        return ((xf - mean.view(shape)) * (weight.view(shape) * rstd) + bias.view(shape)).to(x.dtype), mean, var
+
+    @staticmethod
+    def backward(ctx, dy, _dmean, _dvar):
+        x, weight, mean, rstd = ctx.saved_tensors
+        dims, shape = _bn_dims(x)
+        dy, xhat = dy.float(), (x.float() - mean) * rstd
+        db, dw = dy.sum(dims), (dy * xhat).sum(dims)
+        m = x.numel() // x.shape[1]
+        dx = weight.view(shape) * rstd * (dy - (db.view(shape) + xhat * dw.view(shape)) / m)
+        return dx.to(x.dtype), dw, db, None
+
 def batch_norm_train(x, weight, bias, eps):
     "Training-mode batch norm of `x` `(N, C, ...)`: the output (in `x`'s dtype) and the batch mean and biased variance per channel."
-    dims, shape = (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,)*(x.ndim - 2)
-    var, mean = torch.var_mean(x.float(), dim=dims, correction=0, keepdim=True)   # float32 statistics, also for 16-bit x
-    y = (x - mean) * (weight.view(shape) * torch.rsqrt(var + eps)) + bias.view(shape)
-    return y.to(x.dtype), mean.flatten(), var.flatten()
+    return _BatchNormTrain.apply(x, weight, bias, eps)
 
 def batch_norm_train_(x, weight, bias, eps, running_mean, running_var, momentum):
     "`batch_norm_train`'s output, updating `running_mean` and `running_var` in place (float32, unbiased variance) with `momentum`."

@@ -46,6 +46,17 @@ def test_batchnorm_matches_torch_in_train_then_eval(shape, ref_cls, momentum):
     compare_fwd_bwd(ours, ref, batch(shape, 10))
     compare_fwd_bwd(ours, ref, batch((1,) + shape[1:], 11))     # a single sample is fine in eval
 
+@pytest.mark.parametrize('compile', [False, dict(backend='aot_eager')])
+def test_batchnorm_keeps_float32_precision_with_a_mean_far_from_zero(compile):
+    "A mean of 1e4 and a std of 1: the statistics' sums, shifted by one value per channel, lose nothing to cancellation."
+    torch._dynamo.reset()
+    ours, ref = BatchNorm(4, compile=compile), nn.BatchNorm2d(4).double()
+    x = torch.randn((16, 4, 5, 5), generator=gen(0)) + 1e4
+    y = ours(x); yr = ref(x.double())
+    assert_close(y.double(), yr, rtol=0, atol=3e-3)                 # float32 holds 1e4 to ~1e-3
+    assert_close(ours.running_var.double(), ref.running_var, rtol=1e-4, atol=0)
+    assert_close(ours.running_mean.double(), ref.running_mean, rtol=1e-6, atol=0)
+
 def test_batchnorm_running_stats_match_formula():
     bn = BatchNorm(3, momentum=0.2)
     xs = [batch((10, 3), s) for s in range(3)]
