@@ -8,7 +8,7 @@ import warnings
 import torch
 from fastcore.basics import patch
 from .resume import LoadAtFitMixin
-from .learner import Learner, Callback, model_device   # model_device: kept importable from here
+from .learner import Learner, Callback, model_device
 from .core import ORDER
 
 # %% ../nbs/12_speed.ipynb #e0ff1d7f
@@ -53,20 +53,6 @@ class MixedPrecisionCB(LoadAtFitMixin, Callback):
         self.scaler.step(learn.opt)   # skips the step if the gradients hold inf or NaN
         self.scaler.update()
 
-    def state_dict(self):
-        "The gradient scaler's state, for checkpoints (empty without float16)."
-        if self.scaler is None: return dict(scaler=(self._pending or {}).get('scaler', {}))
-        return dict(scaler=self.scaler.state_dict())
-
-    def _can_load(self): return self.scaler is not None   # the scaler outlives a fit: load into it at once
-
-    def _load(self, sd):
-        st = sd.get('scaler', {})
-        if st: self.scaler.load_state_dict(st)   # a no-op on a disabled scaler
-        elif self.scaler.is_enabled():
-            warnings.warn("MixedPrecisionCB: the state holds no gradient-scaler state (saved without float16): "
-                          "the loss scale starts afresh")
-
 # %% ../nbs/12_speed.ipynb #8c0f0b08
 from .core import CompileOrEager
 
@@ -93,6 +79,24 @@ class CompileCB(Callback):
 
     def cleanup_fit(self, learn):
         if self.model is not None and 'forward' in vars(self.model): del self.model.forward
+
+# %% ../nbs/12_speed.ipynb #b8f1a3c7
+@patch
+def state_dict(self:MixedPrecisionCB):
+    "The gradient scaler's state, for checkpoints (empty without float16)."
+    if self.scaler is None: return dict(scaler=(self._pending or {}).get('scaler', {}))
+    return dict(scaler=self.scaler.state_dict())
+
+@patch
+def _can_load(self:MixedPrecisionCB): return self.scaler is not None   # the scaler outlives a fit: load into it at once
+
+@patch
+def _load(self:MixedPrecisionCB, sd):
+    st = sd.get('scaler', {})
+    if st: self.scaler.load_state_dict(st)   # a no-op on a disabled scaler
+    elif self.scaler.is_enabled():
+        warnings.warn("MixedPrecisionCB: the state holds no gradient-scaler state (saved without float16): "
+                      "the loss scale starts afresh")
 
 # %% ../nbs/12_speed.ipynb #11a3136e
 @patch
