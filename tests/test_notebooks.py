@@ -158,3 +158,10 @@ def test_main_text_check_sees_long_text_and_long_cells():
     assert main_text_problems([md('word ' * 2500), code(40)]) == []
     assert len(main_text_problems([md('word ' * 2501), code(41)])) == 2
     assert main_text_problems([md('## Under the hood'), code(200), md('word ' * 3000)]) == []   # back matter is not main text
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
+def test_lesson_keeps_library_code_under_the_hood_between_summary_and_exercises(path):
+    "Each lesson reads: main text, `## Summary`, `## Under the hood` (the library's hardened code), `## Exercises`."
+    heads = [l.strip() for c in json.loads(path.read_text())['cells'] if c['cell_type'] == 'markdown'
+             for l in _src(c).splitlines() if l.strip() in ('## Summary', '## Under the hood', '## Exercises')]
+    assert heads == ['## Summary', '## Under the hood', '## Exercises'], f"{path.name}: its sections run {heads}"
