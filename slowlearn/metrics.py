@@ -132,10 +132,9 @@ class MetricsCB(Callback):
     def _flush(self):
         "Update the metrics and the loss sum with the buffered batches, all at once."
         if self._ps:
-            ps,ys,i = self._ps,self._ys,0
+            ps,ys = self._ps,self._ys
             self._ps,self._ys = [],[]
-            for j in range(1, len(ps) + 1):   # runs of batches whose predictions can be concatenated
-                if j == len(ps) or ps[j].shape[1:] != ps[i].shape[1:]: self._update(ps[i:j], ys[i:j]); i = j
+            self._update(ps, ys)
         if self._ls:   # losses on a device: one sum for the buffered batches
             ls,ns = self._ls,self._ns
             self._ls,self._ns = [],[]
@@ -143,14 +142,19 @@ class MetricsCB(Callback):
             self._loss_sum = s if self._loss_sum is None else self._loss_sum + s
 
     def _update(self, ps, ys):
-        "Update each metric with batches `ps`, `ys`: concatenated, but one by one for a function (a mean per batch) or targets that are no tensor."
-        whole,cat = None,len(ps) > 1 and all(isinstance(y, torch.Tensor) for y in ys)
+        "Update each metric with batches `ps`, `ys`: concatenated where shapes allow, one by one for a function (a mean per batch) or targets that are no tensor."
+        whole = None
+        if len(ps) > 1 and all(isinstance(y, torch.Tensor) for y in ys) and not all(isinstance(m, AvgMetric) for m in self._metrics.values()):
+            try: whole = torch.cat(ps),torch.cat(ys)
+            except RuntimeError:   # batches of other shapes (e.g. a last, shorter sequence): each run of one shape at once
+                cut = [j for j in range(1, len(ps)) if ps[j].shape[1:] != ps[j-1].shape[1:] or ys[j].shape[1:] != ys[j-1].shape[1:]]
+                if cut:
+                    for i,j in zip([0] + cut, cut + [len(ps)]): self._update(ps[i:j], ys[i:j])
+                    return
         for m in self._metrics.values():
-            if not cat or isinstance(m, AvgMetric):
+            if whole is None or isinstance(m, AvgMetric):
                 for p,y in zip(ps, ys): m.update(p, y)
-            else:
-                if whole is None: whole = torch.cat(ps),torch.cat(ys)
-                m.update(*whole)
+            else: m.update(*whole)
 
     def state_dict(self):
         "This epoch's running loss sum, sample count and metric states, so that a resumed epoch reports the same figures."
@@ -181,6 +185,7 @@ class ProgressCB(Callback):
     def __init__(self, plot=False, notebook=None, refresh=0.2):
         self.plot,self.refresh = plot,refresh
         self.notebook = ifnone(notebook, IN_NOTEBOOK)
+        if not (plot or self.notebook): self.after_batch = self.cleanup_batch = None   # no work per batch: not called at all
 
     def before_fit(self, learn):
         self.header,self.train_losses,self.valid_losses,self.last_show,self.counts = None,[],[],0.,{}
