@@ -24,7 +24,7 @@ from slowlearn.sched import warmup_cosine, RecorderCB
 from slowlearn.metrics import MetricsCB
 from slowlearn.gpt import GPT, lm_loss, gpt_learner
 
-TIE, BF16, TOTAL = True, False, 7000   # as in the slow cell of nbs/19_gpt.ipynb
+TIE, BF16, TOTAL = True, False, 7500   # as in the slow cell of nbs/19_gpt.ipynb
 CFG = dict(ctx=64, d=128, n_layers=4, n_heads=4, norm=nn.LayerNorm, tie=TIE)
 LR, WD, BETAS, CLIP = 3e-3, 0.1, (0.9, 0.99), 1.
 
