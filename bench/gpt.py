@@ -1,8 +1,9 @@
 """Steps per second of the GPT lesson's training with the `Learner` against the same training as a plain PyTorch loop.
 
-Both sides train the lesson's model (`GPT`: 4 layers, 4 heads, 128 wide, context 64) on tiny Shakespeare with batches
-of 16 windows in the same order, bfloat16 autocast, AdamW (betas 0.9/0.99, weight decay 0.1 on the weight matrices
-only), warm-up cosine, gradient clipping at norm 1. Sides:
+Both sides train the model of the lesson's slow cell (`GPT`: 4 layers, 4 heads, 128 wide, context 64, `nn.LayerNorm`;
+`TIE`, `BF16` and `TOTAL` below are the cell's choices) on tiny Shakespeare with batches of 16 windows in the same
+order, AdamW (betas 0.9/0.99, weight decay 0.1 on the weight matrices only), warm-up cosine over `TOTAL` steps,
+gradient clipping at norm 1, bfloat16 autocast if `BF16`. Sides:
 - `plain`: the loop written out with `torch.optim.AdamW`, `LambdaLR` and `clip_grad_norm_`;
 - `learner`: `gpt_learner(...)` with `MetricsCB` and `RecorderCB`, as the lesson trains it (slowlearn's `AdamW`);
 - `learner+torch AdamW`: the same `Learner` with `torch.optim.AdamW`, to tell the loop's cost from the optimizer's.
@@ -10,11 +11,12 @@ Short runs of `--steps` steps, the sides interleaved (A B C A B C ...), the firs
 median steps/s of each side and its ratio to the plain loop. Never asserts.
 
     python bench/gpt.py [--steps 60] [--reps 5] [--threads 2]
-    python bench/gpt.py --full [--total 5000]   # the plain loop's whole run: validation loss and wall time
+    python bench/gpt.py --full [--total TOTAL]   # the plain loop's whole run: validation loss and wall time
 """
 import argparse, contextlib, io, math, os, platform, statistics, time
 from functools import partial
 import torch
+from torch import nn
 from torch.nn.utils import clip_grad_norm_
 from slowlearn.data import tiny_shakespeare
 from slowlearn.optim import weight_decay_groups
@@ -22,7 +24,8 @@ from slowlearn.sched import warmup_cosine, RecorderCB
 from slowlearn.metrics import MetricsCB
 from slowlearn.gpt import GPT, lm_loss, gpt_learner
 
-CFG = dict(ctx=64, d=128, n_layers=4, n_heads=4)
+TIE, BF16, TOTAL = True, False, 7500   # as in the slow cell of nbs/19_gpt.ipynb
+CFG = dict(ctx=64, d=128, n_layers=4, n_heads=4, norm=nn.LayerNorm, tie=TIE)
 LR, WD, BETAS, CLIP = 3e-3, 0.1, (0.9, 0.99), 1.
 
 def make_model(vocab, seed=0):
@@ -31,9 +34,9 @@ def make_model(vocab, seed=0):
 
 @torch.no_grad()
 def valid_loss(model, dl):
-    "Mean loss per character over the validation windows, under bfloat16 autocast."
+    "Mean loss per character over the validation windows (under bfloat16 autocast if `BF16`)."
     model.eval(); tot, n = 0., 0
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=BF16):
         for xb, yb in dl: tot += lm_loss(model(xb), yb).item() * yb.numel(); n += yb.numel()
     model.train()
     return tot / n
@@ -44,7 +47,7 @@ def plain(model, dls, steps, total, warmup):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(1., warmup, total))
     dls.train.set_epoch(0)
     for i, (xb, yb) in zip(range(steps), dls.train):
-        with torch.autocast('cpu', dtype=torch.bfloat16): loss = lm_loss(model(xb), yb)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=BF16): loss = lm_loss(model(xb), yb)
         loss.backward()
         clip_grad_norm_(model.parameters(), CLIP)
         opt.step(); sched.step(); opt.zero_grad()
@@ -52,7 +55,7 @@ def plain(model, dls, steps, total, warmup):
 
 def learner(model, dls, steps, total, warmup, opt_func=None):
     "The lesson's `Learner`: `steps` steps of a `total`-step schedule, no validation."
-    learn = gpt_learner(model, dls, lr=LR, total_steps=total, warmup_steps=warmup, wd=WD, clip=CLIP, betas=BETAS,
+    learn = gpt_learner(model, dls, lr=LR, total_steps=total, warmup_steps=warmup, wd=WD, clip=CLIP, betas=BETAS, bf16=BF16,
                         cbs=[MetricsCB(), RecorderCB()])
     if opt_func: learn.opt_func = partial(opt_func, betas=BETAS)
     with contextlib.redirect_stdout(io.StringIO()): learn.fit(1, steps_per_epoch=steps, valid=False)
@@ -62,7 +65,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--steps', type=int, default=60); p.add_argument('--reps', type=int, default=5)
     p.add_argument('--threads', type=int, default=None); p.add_argument('--full', action='store_true')
-    p.add_argument('--total', type=int, default=5000)
+    p.add_argument('--total', type=int, default=TOTAL)
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     dls = tiny_shakespeare(ctx=CFG['ctx'], bs=16)
