@@ -26,8 +26,9 @@ class _BatchNormTrain(torch.autograd.Function):
         dims, shape = _bn_dims(x)
         xf = x.float()                                   # float32 statistics, also for 16-bit x
         k = xf[(0, slice(None)) + (0,)*(x.ndim - 2)].view(shape)   # one value of each channel: sums of x - k keep their precision whatever the mean
-        dm = (xf - k).mean(dims, keepdim=True)
-        var = ((xf - k).square().mean(dims, keepdim=True) - dm.square()).clamp_min(0)
+        d = xf - k
+        dm = d.mean(dims, keepdim=True)
+        var = (d.square().mean(dims, keepdim=True) - dm.square()).clamp_min(0)
         mean, rstd = k + dm, torch.rsqrt(var + eps)
         ctx.save_for_backward(x, weight, mean, rstd)
         mean, var = mean.flatten(), var.flatten()

@@ -12,7 +12,7 @@ from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
 from .learner import Callback, model_device
-from .data import find_bs, _len, batch_format
+from .data import find_bs, _len
 from .core import ORDER, _check_callable
 
 
@@ -80,7 +80,7 @@ class MetricsCB(Callback):
                 if not callable(m): raise TypeError(f"metric {k!r} must be a torcheval metric (update/compute/reset) or a function f(preds, targets), got {type(m).__name__}")
                 metrics[k] = AvgMetric(m)
         _check_callable('preds_func', preds_func)
-        self._metrics,self.preds_func,self._n_inp = metrics,preds_func,1
+        self._metrics,self.preds_func = metrics,preds_func
         self._reset()
 
     def _reset(self): self._ps,self._ys,self._ls,self._ns,self._every,self._loss_sum,self._loss_f,self._n = [],[],[],[],1,None,None,0
@@ -108,7 +108,6 @@ class MetricsCB(Callback):
     def before_fit(self, learn):
         dev = model_device(learn.model)
         for m in self._metrics.values(): m.to(dev)
-        self._n_inp = batch_format(getattr(learn, 'dls', None))[0]   # to take a tuple batch's targets as `learn.yb` does
 
     def before_epoch(self, learn):
         for m in self._metrics.values(): m.reset()
@@ -120,11 +119,11 @@ class MetricsCB(Callback):
         b,loss = learn.batch,learn.loss
         n = b[0].shape[0] if type(b) is tuple and isinstance(b[0], torch.Tensor) and b[0].ndim else find_bs(b)   # find_bs's common case
         self._n += n
-        if loss.is_cpu: self._loss_f = loss.item()*n if self._loss_f is None else self._loss_f + loss.item()*n
+        if loss.is_cpu: self._loss_f = (self._loss_f or 0.) + loss.item()*n
         else: self._ls.append(loss.detach()); self._ns.append(n)
         if self._metrics:
             p = self.preds_func(learn.preds).detach()
-            self._ps.append(p); self._ys.append(b[self._n_inp] if type(b) is tuple and len(b) == self._n_inp + 1 else _targets(learn.yb))
+            self._ps.append(p); self._ys.append(_targets(learn.yb))
             if len(self._ps) == 1: self._every = max(self.flush_numel // (p.numel() or 1), 1)
             if len(self._ps) >= self._every: self._flush()
         elif len(self._ls) >= self.flush_numel: self._flush()
