@@ -17,8 +17,7 @@ from .resume import LoadAtFitMixin
 from .core import _check_int, _check_pos, _check_choice, ORDER
 from .layers import BatchNorm
 from .optim import _params_with_grad
-from .learner import model_device, to_device
-from .data import split_batch, call_model
+from .data import split_batch, call_model, model_device, to_device
 
 # %% ../nbs/13_callbacks.ipynb #3f55f807
 def _averaged(model, **kwargs):

@@ -5,15 +5,15 @@ __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_model_
            'TerminateOnNaNCB']
 
 # %% ../nbs/11_checkpoint.ipynb #1416e0fe
-import contextlib, glob, hashlib, json, math, os, pickle, queue, re, sys, threading, warnings, zipfile
+import hashlib, json, math, pickle, queue, re, sys, threading, warnings, zipfile
 from pathlib import Path
 import torch
 from fastcore.basics import patch, store_attr
-from .learner import Learner, Callback, CancelFitException, CancelStepException, to_device, model_device
-from .data import _len, _has_state
-from .metrics import MetricsCB, epoch_record
-from .core import _check_int, _check_bool, _check_choice, ORDER, WriteError, atomic_write, make_dir, is_main_process
-from .resume import set_seed, rng_states, set_rng_states   # set_seed: later modules import it from here
+from .learner import Learner, Callback, CancelFitException
+from .data import to_device, model_device, _len, _has_state
+from .metrics import epoch_record
+from .core import _check_int, _check_bool, _check_choice, ORDER, atomic_write, make_dir, is_main_process
+from .resume import rng_states, set_rng_states
 
 # %% ../nbs/11_checkpoint.ipynb #c5c02c2d
 class CheckpointError(RuntimeError):

@@ -11,7 +11,7 @@ from torch.utils.data import DistributedSampler
 from torcheval.metrics.toolkit import get_synced_metric
 from .learner import Callback
 from .metrics import MetricsCB
-from .core import is_main_process, ORDER
+from .core import ORDER
 from .data import find_bs, map_tensors, call_model
 
 # %% ../nbs/14_distributed.ipynb #c849c551

@@ -23,7 +23,8 @@ from .metrics import MetricsCB, ProgressCB, epoch_record, metric_name, _plot_los
 from .data import DataLoaders, load_fashion_mnist
 from .optim import AdamW, Momentum, GradAccumCB, _n_steps
 from .sched import BatchSchedulerCB, RecorderCB, warmup_cosine, _has_hyper, _get_hyper  # also adds Learner.fit_one_cycle
-from .checkpoint import CheckpointCB, EarlyStoppingCB, set_seed, rng_states, set_rng_states
+from .checkpoint import CheckpointCB, EarlyStoppingCB
+from .resume import set_seed, rng_states, set_rng_states
 from .core import _check_int, _check_ints, _check_bool, _check_choice, _check_callable, ORDER, WriteError, atomic_write, make_dir, is_main_process
 from .distributed import DDPCB
 from .speed import ProfilerCB

@@ -7,8 +7,8 @@ __all__ = ['bn_params', 'FreezeCB']
 from torch import nn
 from fastcore.basics import patch
 from fastcore.foundation import L
-from .learner import Learner, Callback, param_groups, group_lrs
-from .core import _check_int, _check_pos, ORDER
+from .learner import Learner, Callback
+from .core import _check_int, _check_pos, ORDER, param_groups, group_lrs
 from .layers import BatchNorm
 from .sched import ParamSchedulerCB, combine_scheds, one_cycle_scheds, n_groups
 

@@ -13,7 +13,7 @@ from fastcore.foundation import L
 from .core import _check_int
 from .learner import Learner
 from .optim import AdamW, weight_decay_groups
-from .layers import LayerNorm, RMSNorm
+from .layers import LayerNorm
 from .sched import BatchSchedulerCB, warmup_cosine
 from .speed import MixedPrecisionCB
 from .callbacks import GradClipCB

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import store_attr, patch
-from .learner import Callback, Learner, to_device, model_device
+from .learner import Callback, Learner
+from .data import to_device, model_device
 from .core import _check_choice
 
 # %% auto #0

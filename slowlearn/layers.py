@@ -2,7 +2,6 @@
 
 # %% ../nbs/08_layers.ipynb #e127d4b3
 from __future__ import annotations
-import math
 import torch
 from torch import nn
 from .init import GeneralReLU

@@ -9,9 +9,9 @@ import difflib, functools, os
 import torch, torch.nn.functional as F
 from fastcore.basics import ifnone
 from fastcore.foundation import L
-from .core import _check_int, _check_lr, _check_callable, ORDER, show_orders, make_optimizer, set_group_lrs, param_groups, group_lrs
+from .core import _check_int, _check_lr, _check_callable, ORDER, show_orders, make_optimizer, set_group_lrs
 from .data import (split_batch, batch_format, call_model, ResumableLoader, VirtualEpochs, epoch_loader, _len,
-                            default_device, to_device, model_device)
+                            default_device, to_device)
 
 
 # %% ../nbs/02_learner.ipynb #372d50f8

@@ -4,15 +4,15 @@
 __all__ = ['metric_name', 'AvgMetric', 'logits_of', 'MetricsCB', 'epoch_record', 'ProgressCB']
 
 # %% ../nbs/04_metrics.ipynb #214c8657
-import time, math, sys
+import time
 from collections.abc import Mapping
 import torch
 from torcheval.metrics.metric import Metric
 from fastcore.basics import camel2snake, ifnone
 from fastprogress.fastprogress import master_bar, progress_bar, IN_NOTEBOOK
 from fastprogress.core import format_time
-from .learner import Callback, model_device
-from .data import find_bs, _len
+from .learner import Callback
+from .data import find_bs, model_device, _len
 from .core import ORDER, _check_callable
 
 

@@ -4,7 +4,6 @@
 __all__ = ['mlp', 'fashion_mnist_cnn']
 
 # %% ../nbs/09_models.ipynb #a3440f09
-import torch
 from torch import nn
 from .init import kaiming_normal_
 from .core import _check_ints

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.foundation import L
 from torcheval.metrics import MulticlassAccuracy
-from .learner import Learner, Callback, model_device
+from .learner import Learner, Callback
 from .core import _check_int, _check_ints, _check_callable, ORDER
 from .metrics import MetricsCB
-from .data import fashion_mnist, map_input, batch_format
+from .data import fashion_mnist, map_input, batch_format, model_device
 from .init import GeneralReLU, init_weights
 from .layers import BatchNorm, conv
 from .optim import AdamW

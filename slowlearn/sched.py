@@ -14,10 +14,10 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from fastcore.basics import patch, ifnone
 from fastcore.foundation import L
-from .learner import Learner, Callback, CancelFitException, CancelEpochException, _check_lr, param_groups, group_lrs
+from .learner import Learner, Callback, CancelFitException, CancelEpochException
 from .resume import LoadAtFitMixin
 from .data import _len
-from .core import _is_int, _check_int, _check_pos, _check_callable, ORDER
+from .core import _is_int, _check_int, _check_pos, _check_callable, _check_lr, ORDER, param_groups, group_lrs
 
 # %% ../nbs/10_sched.ipynb #d0aa609c
 def _hyper_key(g, name):

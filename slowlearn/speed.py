@@ -8,7 +8,8 @@ import warnings
 import torch
 from fastcore.basics import patch
 from .resume import LoadAtFitMixin
-from .learner import Learner, Callback, model_device
+from .learner import Learner, Callback
+from .data import model_device
 from .core import ORDER
 
 # %% ../nbs/12_speed.ipynb #e0ff1d7f

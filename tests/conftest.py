@@ -57,6 +57,12 @@ def not_dls(**kwargs): return [1, 2]
 not_callable = 3
 '''
 
+@pytest.fixture(scope='session')
+def fashion_arrays():
+    "Fashion-MNIST as `(x_train, y_train, x_valid, y_valid)`, standardised (needs SLOWLEARN_DATA, as the notebooks do)."
+    from slowlearn.data import load_fashion_mnist
+    return load_fashion_mnist()
+
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
     "A folder holding `exp_mod.py`, a user's model (`make_net`) and data (`make_dls`) outside the package, put on `sys.path`."

@@ -13,7 +13,8 @@ from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB, ProgressCB
 from slowlearn.data import DataLoaders
 from slowlearn.checkpoint import CheckpointCB
-from slowlearn.distributed import DDPCB, is_main_process
+from slowlearn.distributed import DDPCB
+from slowlearn.core import is_main_process
 
 # name: (n_train, n_valid, bs). 41 = 3*12 + 5: the last batch splits 3/2 over 2 ranks; 37 = 3*12 + 1: rank 1's shard
 # of the last batch is empty. The validation sets end the same two ways.

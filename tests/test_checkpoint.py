@@ -4,7 +4,8 @@ import pytest, torch
 from torch import nn
 from slowlearn.learner import Learner, Callback
 from slowlearn.data import DataLoaders
-from slowlearn.checkpoint import CheckpointCB, EarlyStoppingCB, TerminateOnNaNCB, CheckpointError, save_checkpoint, load_checkpoint, WriteError
+from slowlearn.checkpoint import CheckpointCB, EarlyStoppingCB, TerminateOnNaNCB, CheckpointError, save_checkpoint, load_checkpoint
+from slowlearn.core import WriteError
 from slowlearn.optim import GradAccumCB
 import slowlearn.checkpoint as C
 from crash import Crash, CrashAt

@@ -4,7 +4,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 import pytest, torch
 from torch.testing import assert_close
-from slowlearn.distributed import DDPCB, shard_bounds, is_main_process
+from slowlearn.distributed import DDPCB, shard_bounds
+from slowlearn.core import is_main_process
 
 HERE = Path(__file__).parent
 spec = importlib.util.spec_from_file_location('ddp_train', HERE/'ddp_train.py')

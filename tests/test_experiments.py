@@ -6,9 +6,10 @@ from torcheval.metrics import MulticlassAccuracy
 from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB
 from slowlearn.data import DataLoaders
-from slowlearn.experiments import (set_seed, CSVLoggerCB, TensorBoardCB, uniform, log_uniform, draw_configs,
+from slowlearn.resume import set_seed
+from slowlearn.experiments import (CSVLoggerCB, TensorBoardCB, uniform, log_uniform, draw_configs,
                                    load_trials, sort_trials, random_search)
-from slowlearn.checkpoint import WriteError
+from slowlearn.core import WriteError
 from conftest import SMALL
 
 def read_csv(path):
@@ -390,10 +391,11 @@ def test_csv_resumed_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, ev
     assert (tmp_path/'h.csv').read_text() == (tmp_path/'ref.csv').read_text()
 
 def test_set_seed_lives_next_to_rng_states_and_keeps_its_old_imports():
-    import slowlearn, slowlearn.checkpoint as C
-    assert set_seed is C.set_seed is slowlearn.set_seed
-    set_seed(5); st = C.rng_states(); a = torch.rand(2)
-    set_seed(5); assert all(torch.equal(x, y) for x,y in ((C.rng_states()['torch'], st['torch']), (torch.rand(2), a)))
+    "Issue 12 kept `set_seed` importable from `slowlearn.experiments` and `slowlearn`; it lives in `slowlearn.resume`, beside `rng_states`."
+    import slowlearn, slowlearn.experiments as E, slowlearn.resume as R
+    assert set_seed is R.set_seed is E.set_seed is slowlearn.set_seed
+    set_seed(5); st = R.rng_states(); a = torch.rand(2)
+    set_seed(5); assert all(torch.equal(x, y) for x,y in ((R.rng_states()['torch'], st['torch']), (torch.rand(2), a)))
 
 def test_accumulate_is_the_big_batch_without_batchnorm_only(fake_fashion_mnist):
     "4 batches of 16 accumulated step like one of 64 for the MLP; the CNN's BatchNorm normalises each batch of 16 by itself."

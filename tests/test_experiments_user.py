@@ -9,7 +9,8 @@ from torcheval.metrics import MulticlassAccuracy
 from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB
 from slowlearn.data import DataLoaders
-from slowlearn.checkpoint import CheckpointCB, set_seed
+from slowlearn.checkpoint import CheckpointCB
+from slowlearn.resume import set_seed
 from slowlearn.experiments import (TrainConfig, TargetError, resolve, fit_config, config_dls, CSVLoggerCB,
                                    DryRunCB, overfit_dls, random_search)
 

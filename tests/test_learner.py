@@ -3,9 +3,8 @@ from types import SimpleNamespace
 import pytest, torch
 import torch.nn.functional as F
 from torch import nn
-from slowlearn.learner import (Learner, Callback, with_cbs, DeviceCB, default_device, to_device,
-                               CancelFitException, CancelEpochException, CancelBatchException, _events)
-from slowlearn.data import DataLoaders
+from slowlearn.learner import (Learner, Callback, with_cbs, DeviceCB, CancelFitException, CancelEpochException, CancelBatchException, _events)
+from slowlearn.data import DataLoaders, default_device, to_device
 from slowlearn.checkpoint import EarlyStoppingCB
 from conftest import sign_data as data, make_learn, states_equal, crash_then_resume, OneCycle, ScriptedValid
 
@@ -330,7 +329,7 @@ def test_counts_accept_numpy_integers_and_refuse_bools_everywhere():
     with pytest.raises(TypeError, match='nf must be an integer >= 1'): conv(1, True)
 
 def test_model_device_lives_in_learner_and_speed_still_exports_it():
-    from slowlearn.learner import model_device
+    from slowlearn.data import model_device
     import slowlearn.speed
     assert slowlearn.speed.model_device is model_device
     assert model_device(nn.Linear(2, 2)) == model_device(nn.BatchNorm1d(2).requires_grad_(False)) == torch.device('cpu')

@@ -111,11 +111,11 @@ def test_lesson_has_a_summary_before_its_exercises(path):
 
 @pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.name)
 def test_exercise_solutions_are_not_under_the_questions(path):
-    "The `## Exercises` section holds questions only: solutions and their checks live in tests/test_exercises.py."
+    "The `## Exercises` section holds questions only: solutions and their checks live in tests/test_exercises_*.py."
     cells = json.loads(path.read_text())['cells']
     at = next(i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and '## Exercises' in _src(c))
     code = [i for i, c in enumerate(cells[at:], at) if c['cell_type'] == 'code']
-    assert not code, f"{path.name}: cells {code} under '## Exercises' are code; move solutions to tests/test_exercises.py"
+    assert not code, f"{path.name}: cells {code} under '## Exercises' are code; move solutions to tests/test_exercises_*.py"
 
 def lesson_numbering_problems(stems, readme):
     "What is wrong with lessons `stems` (sorted, index excluded) and the README's table: gaps, letter suffixes, rows out of step."

@@ -97,3 +97,15 @@ def test_reading_order_check_sees_a_forward_import(tmp_path):
     b = nb('02_b', '#| default_exp learner', 'from slowlearn.data import DataLoaders\nimport slowlearn')
     assert reading_order_problems([a, b]) == ["01_a imports slowlearn.learner, made later by 02_b",
                                               "02_b imports the whole package (`import slowlearn`), which later lessons build"]
+
+TESTS = Path(__file__).parent
+REPO_WIDE = {'notebooks', 'structure', 'tools', 'exercises'}   # tests of the lessons, the package's shape and tools/, not of one module
+
+def test_one_test_file_per_module_and_none_too_long():
+    "Each module has `test_<module>.py`; every test file is named after its module (`test_<module>_<topic>.py` where one file would grow too long) or is repo-wide, and none is over 450 lines."
+    files = sorted(TESTS.glob('test_*.py'))
+    assert files and not [m for m in MODULES if not (TESTS/f'test_{m}.py').exists()]
+    for p in files:
+        stem = p.stem.removeprefix('test_')
+        assert any(stem == m or stem.startswith(m + '_') for m in [*MODULES, *REPO_WIDE]), f"{p.name} is named after no module"
+        assert (n := len(p.read_text().splitlines())) <= 450, f"{p.name} has {n} lines: split it by topic"

@@ -4,7 +4,7 @@
 A number typed into a markdown cell (a decimal, or an integer of three or more digits) should come from a cell:
 printed by it, or asserted by it. Maths ($...$), inline code, code blocks and links are skipped, and so are
 four-digit years (the citations' "(He et al., 2015)"). In the `## Exercises` section a number may also come from the
-exercise's solution and check in `tests/test_exercises.py`, where the solutions live. `EXCEPTIONS` lists the few
+exercise's solution and check in `tests/test_exercises_*.py`, where the solutions live. `EXCEPTIONS` lists the few
 numbers that are right without a cell behind them, each with its reason. `tests/test_notebooks.py` runs this on every
 lesson.
 
@@ -14,7 +14,7 @@ import json, re, sys
 from pathlib import Path
 
 NUM = re.compile(r'(?<![\w.,])(\d+\.\d+|\d{1,3}(?:,\d{3})+|\d{3,})(?![\w.]|,\d)')
-SOLUTIONS = Path(__file__).parent.parent/'tests'/'test_exercises.py'
+SOLUTIONS = sorted((Path(__file__).parent.parent/'tests').glob('test_exercises_*.py'))
 
 # (lesson name without its number, number as written): why it needs no cell; by name, so renumbering keeps them
 _FASHION_MNIST = "the size of Fashion-MNIST's training set, a fact of the dataset that the data lesson prints"
@@ -45,7 +45,7 @@ def prose(s):
 def unbacked(path, solutions=None):
     "`(cell index, number, context)` for each number in the prose of the notebook at `path` that nothing backs."
     path = Path(path); nb = json.loads(path.read_text()); hay = text_of(nb)
-    sol = _plain(solutions if solutions is not None else SOLUTIONS.read_text() if SOLUTIONS.exists() else '')
+    sol = _plain(solutions if solutions is not None else '\n'.join(f.read_text() for f in SOLUTIONS))
     found, in_exercises = [], False
     for i, c in enumerate(nb['cells']):
         if c['cell_type'] != 'markdown': continue
