@@ -5,17 +5,20 @@ Same tiny model, same ~900 in-memory batches of 64, trained by: a plain loop; `L
 `RecorderCB`). Runs are interleaved (A B C A B C ...) so machine noise hits every side alike; prints medians of wall
 time and of process CPU time (steadier on a shared machine: time spent descheduled doesn't count), the microseconds
 per batch added over the plain loop, and the ratio. Targets: bare < 10 µs/batch, default set < 60 µs/batch.
+With `--least`, one more side: `LeastWork` + `ProgressCB`, the least per-batch work that exact epoch metrics need (read
+each loss, keep each batch's detached predictions and targets, fold them into the metric every 409 batches) with
+none of `MetricsCB`'s checks and cases: how far `MetricsCB` is from that floor.
 Optional sides, run only when the package imports: fastai's `Learner` (torch's SGD through `OptimWrapper`, no progress
 bar, no logging; its empty validation pass included) and Lightning's `Trainer` (no logger, checkpointing or summary;
 without and with its progress bar and a logged accuracy). Neither is a slowlearn dependency: install them in a
 separate environment to compare.
-    python bench/loop_overhead.py [--reps 15] [--batches 900] [--no-others]
+    python bench/loop_overhead.py [--reps 15] [--batches 900] [--no-others] [--least]
 """
 import argparse, contextlib, io, os, platform, statistics, sys, tempfile, time
 import torch, torch.nn.functional as F
 from torch import nn
 from torcheval.metrics import MulticlassAccuracy
-from slowlearn.learner import Learner
+from slowlearn.learner import Learner, Callback
 from slowlearn.metrics import MetricsCB, ProgressCB
 from slowlearn.sched import RecorderCB
 
@@ -37,6 +40,19 @@ def learner(cbs):
         with contextlib.redirect_stdout(io.StringIO()):
             Learner(model, DLs(batches), lr=0.01, cbs=cbs()).fit(1, valid=False)
     return run
+
+class LeastWork(Callback):
+    "The floor for exact epoch metrics: each batch's loss read, its detached predictions and targets kept and folded into `metric` every 409 batches (MetricsCB's interval for 64 × 10 predictions); tuple batches of 64 rows only, no checks."
+    def __init__(self, metric): self.metric = metric
+    def before_epoch(self, learn): self.metric.reset(); self.ps,self.ys,self.loss,self.n = [],[],0.,0
+    def after_batch(self, learn):
+        self.loss += learn.loss.item()*64; self.n += 64
+        self.ps.append(learn.preds.detach()); self.ys.append(learn.batch[1])
+        if len(self.ps) >= 409: self.flush()
+    def flush(self):
+        if self.ps: self.metric.update(torch.cat(self.ps), torch.cat(self.ys)); self.ps,self.ys = [],[]
+    def after_epoch(self, learn):
+        self.flush(); learn.history.append(dict(epoch=learn.epoch, phase='train' if learn.training else 'valid', loss=self.loss/self.n, accuracy=self.metric.compute().item()))
 
 class Batches:
     "The batches as an iterable with a length (what fastai and Lightning accept in place of a DataLoader)."
@@ -79,13 +95,14 @@ def lightning_side(extras=False):
             trainer.fit(Module(model), Batches(batches))
     return run
 
-def main(reps=15, n_batches=900, others=True):
+def main(reps=15, n_batches=900, others=True, least=False):
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', torch.get_num_threads())))
     batches = make_batches(n_batches)
     sides = {'plain PyTorch loop': plain,
              'Learner, no callbacks': learner(lambda: []),
              'Learner + MetricsCB + ProgressCB': learner(lambda: [MetricsCB(MulticlassAccuracy()), ProgressCB()]),
              'Learner + default lesson set': learner(lambda: [MetricsCB(MulticlassAccuracy()), ProgressCB(), RecorderCB()])}
+    if least: sides['Learner + LeastWork + ProgressCB'] = learner(lambda: [LeastWork(MulticlassAccuracy()), ProgressCB()])
     if others:
         extra = {"fastai's Learner": fastai_side(), "Lightning's Trainer": lightning_side(),
                  "Lightning's Trainer + bar + log": lightning_side(extras=True)}
@@ -119,4 +136,5 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--reps', type=int, default=15); p.add_argument('--batches', type=int, default=900)
     p.add_argument('--no-others', action='store_true', help='leave out fastai and Lightning even where installed')
-    a = p.parse_args(); main(a.reps, a.batches, not a.no_others)
+    p.add_argument('--least', action='store_true', help='add the side with the least per-batch work exact metrics need')
+    a = p.parse_args(); main(a.reps, a.batches, not a.no_others, a.least)
