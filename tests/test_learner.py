@@ -328,7 +328,7 @@ def test_counts_accept_numpy_integers_and_refuse_bools_everywhere():
     with pytest.raises(TypeError, match='bs must be an integer'): TensorLoader(torch.zeros(5), bs=True)
     with pytest.raises(TypeError, match='nf must be an integer >= 1'): conv(1, True)
 
-def test_model_device_lives_in_learner_and_speed_still_exports_it():
+def test_model_device_lives_in_data_and_speed_still_exports_it():
     from slowlearn.data import model_device
     import slowlearn.speed
     assert slowlearn.speed.model_device is model_device
